@@ -1,0 +1,1 @@
+"""mlobs: make any FastAPI model server observable (metrics, logs, drift)."""

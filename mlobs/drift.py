@@ -1,0 +1,473 @@
+"""Drift against the training baseline: bins, PSI/KS/JS, critical values and a streaming monitor.
+
+Numeric features get inner bin edges at baseline quantiles and open outer edges, so values outside
+the training range land in the outer bins instead of being dropped (the `np.histogram(range=...)`
+recipe drops exactly them), plus a bin for missing values. Bins are right-closed: (e[i-1], e[i]].
+Categorical features get the baseline vocabulary plus `__other__` and `__missing__`.
+Counts add up across windows, replicas and workers, so PSI from summed counts is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+PROPORTION_FLOOR = 1e-4
+MISSING_BIN = "missing"
+OTHER_CATEGORY = "__other__"
+MISSING_CATEGORY = "__missing__"
+MAX_CATEGORIES = 20
+BASELINE_FORMAT = "mlobs.baseline/v1"
+
+Value = float | int | str | None
+
+
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:.4g}"
+
+
+def _float_array(values: Iterable[Value]) -> np.ndarray:
+    """Values as a float array, None as NaN (numpy converts None itself for float dtype)."""
+    if not isinstance(values, np.ndarray | list | tuple):
+        values = list(values)
+    return np.asarray(values, dtype=float)
+
+
+def _finite(values: Iterable[Value], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """All values as floats (missing as NaN) and the finite ones; ValueError when none is finite."""
+    array = _float_array(values)
+    if array.size == 0:
+        raise ValueError(f"{what} is empty: drift needs at least one value")
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        raise ValueError(f"{what} has no finite value: every value is missing, NaN or infinite")
+    return array, finite
+
+
+@dataclass(frozen=True)
+class NumericBins:
+    """Right-closed bins (-inf, e0], (e0, e1], ..., (e_last, +inf) and a last bin for missing."""
+
+    edges: tuple[float, ...]
+    low: float  # training minimum and maximum: values outside count as out of range
+    high: float
+    kind: Literal["numeric"] = "numeric"
+
+    @classmethod
+    def fit(cls, finite: np.ndarray, bins: int) -> NumericBins:
+        """Inner edges at the quantiles of `finite` values; equal quantiles are merged."""
+        if bins < 2:
+            raise ValueError(f"bins={bins}: need at least 2 bins")
+        quantiles = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+        edges = tuple(float(e) for e in np.unique(quantiles))
+        return cls(edges=edges, low=float(finite.min()), high=float(finite.max()))
+
+    @property
+    def size(self) -> int:
+        return len(self.edges) + 2
+
+    @property
+    def labels(self) -> list[str]:
+        bounds = [-math.inf, *self.edges, math.inf]
+        last = len(self.edges)
+        intervals = [
+            f"{i:02d}:({_fmt(bounds[i])},{_fmt(bounds[i + 1])}{')' if i == last else ']'}"
+            for i in range(last + 1)
+        ]
+        return [*intervals, MISSING_BIN]
+
+    def index(self, value: Value) -> int:
+        """Bin of one value: O(log bins), no numpy call (it runs on every request)."""
+        if value is None or value != value or isinstance(value, str):
+            return len(self.edges) + 1
+        return bisect_left(self.edges, value)
+
+    def out_of_range(self, value: Value) -> bool:
+        return isinstance(value, int | float) and (value < self.low or value > self.high)
+
+    def counts(self, values: Iterable[Value]) -> np.ndarray:
+        """Vectorised bin counts of many values (same bins as `index`)."""
+        array = _float_array(values)
+        index = np.searchsorted(np.asarray(self.edges), array, side="left")
+        index[np.isnan(array)] = len(self.edges) + 1
+        return np.bincount(index, minlength=self.size).astype(float)
+
+
+@dataclass(frozen=True)
+class CategoricalBins:
+    """One bin per baseline category, then `__other__` (unseen values) and `__missing__`."""
+
+    categories: tuple[str, ...]
+    kind: Literal["categorical"] = "categorical"
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({c: i for i, c in enumerate(self.categories)})
+
+    @classmethod
+    def fit(cls, values: Sequence[Value], max_categories: int = MAX_CATEGORIES) -> CategoricalBins:
+        """The most frequent categories (ties broken by name, so fitting is reproducible)."""
+        counts = Counter(str(v) for v in values if v is not None)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
+        return cls(categories=tuple(c for c, _ in ranked))
+
+    @property
+    def size(self) -> int:
+        return len(self.categories) + 2
+
+    @property
+    def labels(self) -> list[str]:
+        return [*self.categories, OTHER_CATEGORY, MISSING_CATEGORY]
+
+    def index(self, value: Value) -> int:
+        if value is None:
+            return len(self.categories) + 1
+        return self._index.get(str(value), len(self.categories))
+
+    def out_of_range(self, value: Value) -> bool:
+        return value is not None and str(value) not in self._index
+
+    def counts(self, values: Iterable[Value]) -> np.ndarray:
+        result = np.zeros(self.size)
+        for value in values:
+            result[self.index(value)] += 1
+        return result
+
+
+Bins = NumericBins | CategoricalBins
+
+
+@dataclass(frozen=True)
+class FeatureBaseline:
+    """The bins of one feature and the share of the training data in each."""
+
+    name: str
+    bins: Bins
+    proportions: tuple[float, ...]
+    count: int
+
+    @property
+    def kind(self) -> str:
+        return self.bins.kind
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Per-feature bins and proportions, fitted once on training data, shipped with the model."""
+
+    features: dict[str, FeatureBaseline]
+
+    @classmethod
+    def fit(
+        cls,
+        samples: Mapping[str, Sequence[Value]],
+        bins: int = 10,
+        max_categories: int = MAX_CATEGORIES,
+    ) -> Baseline:
+        """Fit bins per feature; a feature with any string value is categorical."""
+        features = {}
+        for name, values in samples.items():
+            if any(isinstance(v, str) for v in values):
+                feature_bins: Bins = CategoricalBins.fit(values, max_categories)
+            else:
+                _, finite = _finite(values, f"baseline feature {name!r}")
+                feature_bins = NumericBins.fit(finite, bins)
+            counts = feature_bins.counts(values)
+            proportions = tuple(float(p) for p in counts / counts.sum())
+            features[name] = FeatureBaseline(name, feature_bins, proportions, len(values))
+        return cls(features)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = []
+        for f in self.features.values():
+            entry: dict[str, Any] = {"name": f.name, "kind": f.kind, "count": f.count}
+            if isinstance(f.bins, NumericBins):
+                entry |= {"edges": list(f.bins.edges), "low": f.bins.low, "high": f.bins.high}
+            else:
+                entry["categories"] = list(f.bins.categories)
+            entry["proportions"] = list(f.proportions)
+            out.append(entry)
+        return {"format": BASELINE_FORMAT, "features": out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
+        if data.get("format") != BASELINE_FORMAT:
+            raise ValueError(
+                f"not a baseline: format is {data.get('format')!r}, expected {BASELINE_FORMAT!r}"
+            )
+        features = {}
+        for entry in data["features"]:
+            if entry["kind"] == "numeric":
+                bins: Bins = NumericBins(tuple(entry["edges"]), entry["low"], entry["high"])
+            else:
+                bins = CategoricalBins(tuple(entry["categories"]))
+            proportions = tuple(entry["proportions"])
+            if len(proportions) != bins.size:
+                raise ValueError(
+                    f"baseline feature {entry['name']!r}: "
+                    f"{len(proportions)} proportions for {bins.size} bins"
+                )
+            features[entry["name"]] = FeatureBaseline(
+                entry["name"], bins, proportions, entry["count"]
+            )
+        return cls(features)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Baseline:
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+# --- statistics on binned counts -------------------------------------------------------------
+
+
+def psi_from_counts(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI of two count (or proportion) vectors over the same bins, proportions floored at 1e-4."""
+    p_expected = np.maximum(np.asarray(expected, float) / np.sum(expected), PROPORTION_FLOOR)
+    p_actual = np.maximum(np.asarray(actual, float) / np.sum(actual), PROPORTION_FLOOR)
+    return float(np.sum((p_actual - p_expected) * np.log(p_actual / p_expected)))
+
+
+def psi(
+    expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, bins: int = 10
+) -> float:
+    """Population stability index of `actual` against `expected` for numeric data.
+
+    Edges are quantiles of `expected` with open outer edges, plus a missing-value bin; per-bin
+    proportions are floored at 1e-4 without renormalising; PSI = sum((a - e) * ln(a / e)).
+    Raises ValueError when either input is empty or has no finite value.
+    """
+    expected_all, expected_finite = _finite(expected, "expected")
+    actual_all, _ = _finite(actual, "actual")
+    numeric_bins = NumericBins.fit(expected_finite, bins)
+    return psi_from_counts(numeric_bins.counts(expected_all), numeric_bins.counts(actual_all))
+
+
+def ks_from_counts(expected: np.ndarray, actual: np.ndarray) -> float | None:
+    """Kolmogorov-Smirnov statistic on ordered numeric bins (the missing bin excluded)."""
+    e, a = np.asarray(expected, float)[:-1], np.asarray(actual, float)[:-1]
+    if e.sum() == 0 or a.sum() == 0:
+        return None
+    return float(np.max(np.abs(np.cumsum(e) / e.sum() - np.cumsum(a) / a.sum())))
+
+
+def js_from_counts(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between the two binned distributions."""
+    p = np.asarray(expected, float) / np.sum(expected)
+    q = np.asarray(actual, float) / np.sum(actual)
+    m = (p + q) / 2
+
+    def kl(x: np.ndarray) -> float:
+        nz = x > 0
+        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
+
+    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
+
+
+def psi_critical_value(
+    n_expected: int, n_actual: int, n_bins: int, confidence: float = 0.95
+) -> float:
+    """PSI above which drift is significant at `confidence` for these sample sizes.
+
+    Yurdakul (2018): PSI is approximately chi-square distributed, so the critical value is
+    chi2_ppf(confidence, bins - 1) * (1/n_expected + 1/n_actual). The chi-square quantile uses the
+    Wilson-Hilferty approximation (within about 1 % for the bin counts used here).
+    """
+    k = n_bins - 1
+    z = NormalDist().inv_cdf(confidence)
+    chi2 = k * (1 - 2 / (9 * k) + z * math.sqrt(2 / (9 * k))) ** 3
+    return chi2 * (1 / n_expected + 1 / n_actual)
+
+
+# --- the streaming monitor -------------------------------------------------------------------
+
+
+class Incrementable(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class DriftExport:
+    """Where the monitor mirrors its counts: e.g. Prometheus counter children per feature, bin."""
+
+    bins: Mapping[str, Sequence[Incrementable]]
+    out_of_range: Mapping[str, Incrementable]
+
+
+@dataclass(frozen=True)
+class BinDrift:
+    bin: str
+    baseline: float
+    current: float
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature over the report's window."""
+
+    feature: str
+    kind: str
+    count: int
+    missing: int
+    out_of_range_share: float | None
+    psi: float | None
+    ks: float | None
+    js: float | None
+    critical_value: float | None
+    significant: bool
+    exceeds_threshold: bool
+    bins: list[BinDrift]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    window_seconds: float
+    psi_threshold: float
+    features: list[FeatureDrift]
+
+
+class _Counts:
+    def __init__(self, baseline: Baseline) -> None:
+        self.counts = {name: [0] * f.bins.size for name, f in baseline.features.items()}
+        self.out_of_range = dict.fromkeys(baseline.features, 0)
+
+
+class DriftMonitor:
+    """Counts live values per baseline bin; thread-safe; reports drift on demand.
+
+    Counts are kept in two tumbling windows of `window_seconds`; a report covers the previous and
+    the current one, i.e. between one and two windows of recent traffic. Cumulative totals since
+    start are kept too, for export as counters (`totals`), and mirrored live to `export` if set.
+    """
+
+    def __init__(
+        self,
+        baseline: Baseline,
+        *,
+        window_seconds: float = 3600.0,
+        psi_threshold: float = 0.2,
+        export: DriftExport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.baseline = baseline
+        self.window_seconds = window_seconds
+        self.psi_threshold = psi_threshold
+        self.export = export
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._features = [(name, f.bins) for name, f in baseline.features.items()]
+        self._previous = _Counts(baseline)
+        self._current = _Counts(baseline)
+        self._totals = _Counts(baseline)
+        self._window_started = clock()
+
+    def observe(self, values: Mapping[str, Value]) -> None:
+        """Count one request's values; a feature absent from `values` counts as missing."""
+        export = self.export
+        with self._lock:
+            self._rotate()
+            window, totals = self._current, self._totals
+            for name, bins in self._features:
+                value = values.get(name)
+                index = bins.index(value)
+                window.counts[name][index] += 1
+                totals.counts[name][index] += 1
+                outside = bins.out_of_range(value)
+                if outside:
+                    window.out_of_range[name] += 1
+                    totals.out_of_range[name] += 1
+                if export is not None:
+                    export.bins[name][index].inc()
+                    if outside:
+                        export.out_of_range[name].inc()
+
+    def _rotate(self) -> None:
+        elapsed = self._clock() - self._window_started
+        if elapsed < self.window_seconds:
+            return
+        # Two or more windows idle: nothing recent is left to report.
+        self._previous = (
+            self._current if elapsed < 2 * self.window_seconds else _Counts(self.baseline)
+        )
+        self._current = _Counts(self.baseline)
+        self._window_started = self._clock()
+
+    def totals(self) -> tuple[dict[str, list[int]], dict[str, int]]:
+        """Counts per feature and bin, and out-of-range counts, since the monitor started."""
+        with self._lock:
+            return (
+                {name: list(c) for name, c in self._totals.counts.items()},
+                dict(self._totals.out_of_range),
+            )
+
+    def counts(self) -> dict[str, np.ndarray]:
+        """Counts per feature and bin over the report window (previous + current)."""
+        with self._lock:
+            self._rotate()
+            return {
+                name: np.add(self._previous.counts[name], self._current.counts[name], dtype=float)
+                for name in self.baseline.features
+            }
+
+    def report(self) -> DriftReport:
+        """PSI, KS, JS, counts, out-of-range share and significance per feature."""
+        with self._lock:
+            self._rotate()
+            windows = (self._previous, self._current)
+            counts = {
+                n: np.add(*(w.counts[n] for w in windows), dtype=float)
+                for n in self.baseline.features
+            }
+            outside = {n: sum(w.out_of_range[n] for w in windows) for n in self.baseline.features}
+        features = [
+            self._feature_drift(f, counts[name], outside[name])
+            for name, f in self.baseline.features.items()
+        ]
+        return DriftReport(self.window_seconds, self.psi_threshold, features)
+
+    def _feature_drift(
+        self, feature: FeatureBaseline, counts: np.ndarray, outside: int
+    ) -> FeatureDrift:
+        total = int(counts.sum())
+        expected = np.asarray(feature.proportions)
+        current = counts / total if total else np.zeros_like(counts)
+        bins = [
+            BinDrift(label, float(e), float(c))
+            for label, e, c in zip(feature.bins.labels, expected, current, strict=True)
+        ]
+        missing = int(counts[-1])
+        if total == 0:
+            return FeatureDrift(
+                feature.name, feature.kind, 0, 0, None, None, None, None, None, False, False, bins
+            )
+        value = psi_from_counts(expected, counts)
+        critical = psi_critical_value(feature.count, total, feature.bins.size)
+        ks = ks_from_counts(expected, counts) if feature.kind == "numeric" else None
+        present = total - missing
+        return FeatureDrift(
+            feature=feature.name,
+            kind=feature.kind,
+            count=total,
+            missing=missing,
+            out_of_range_share=outside / present if present else None,
+            psi=value,
+            ks=ks,
+            js=js_from_counts(expected, counts),
+            critical_value=critical,
+            significant=value > critical,
+            exceeds_threshold=value > self.psi_threshold,
+            bins=bins,
+        )

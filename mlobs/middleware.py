@@ -1,0 +1,109 @@
+"""Pure ASGI middleware: request ids, body limit, and the metrics and log line of every prediction.
+
+Pure ASGI rather than Starlette's BaseHTTPMiddleware, which costs about two thirds of the throughput
+of a small endpoint; this one adds a few microseconds.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlobs.errors import BodyTooLarge
+from mlobs.logs import CURRENT_RECORD, InferenceLog, InferenceRecord
+from mlobs.metrics import ModelMetrics, status_of
+
+# Generated ids are 128 random bits as hex, like a uuid4 without its cost (they need to be unique,
+# not unguessable). Incoming ids are accepted when bounded and log-safe, else replaced.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_headers(scope: Scope) -> tuple[str | None, int | None]:
+    request_id = content_length = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
+            request_id = value.decode()
+        elif name == b"content-length" and value.isdigit():
+            content_length = int(value)
+    return request_id, content_length
+
+
+def _limited(receive: Receive, limit: int, declared_length: int | None) -> Receive:
+    received = 0
+
+    async def limited_receive() -> Message:
+        nonlocal received
+        if declared_length is not None and declared_length > limit:
+            raise BodyTooLarge(limit)  # refuse before reading a byte of it
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return limited_receive
+
+
+class InferenceMiddleware:
+    """Wraps a model server app: every request gets an id, bounded body, and X-Request-ID back;
+    requests to `predict_path` are counted, timed and logged as one inference event."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ModelMetrics,
+        log: InferenceLog,
+        max_body_bytes: int,
+        predict_path: str = "/predict",
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = log
+        self.max_body_bytes = max_body_bytes
+        self.predict_path = predict_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id, content_length = _request_headers(scope)
+        record = InferenceRecord(request_id=request_id or f"{random.getrandbits(128):032x}")
+        CURRENT_RECORD.set(record)
+        id_header = (b"x-request-id", record.request_id.encode())
+        http_status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal http_status
+            if message["type"] == "http.response.start":
+                http_status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        if content_length is None or content_length > self.max_body_bytes:
+            # With a valid Content-Length the server reads no more than that; only a chunked
+            # body (no length) needs counting, and an announced oversize one is refused.
+            receive = _limited(receive, self.max_body_bytes, content_length)
+        if scope["path"] != self.predict_path:
+            await self.app(scope, receive, send_with_id)
+            return
+
+        start = perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Not answered by the app: the outer error middleware turns it into a 500.
+            record.error_type = record.error_type or type(exc).__name__
+            http_status = http_status or 500
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = perf_counter() - start
+            status = status_of(http_status or 500)
+            self.metrics.observe_request(status, elapsed)
+            self.log.write(record, elapsed * 1000.0, status)

@@ -1,0 +1,54 @@
+"""Run a model server: `python -m mlobs.serve services.chatbot.app:app --port 8002`.
+
+Compared with calling uvicorn directly it binds to 127.0.0.1 by default, turns off uvicorn's text
+access log (the JSON inference event replaces it), and with several workers prepares a clean
+PROMETHEUS_MULTIPROC_DIR, which prometheus_client needs wiped before the workers start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+
+def prepare_multiprocess_dir(workers: int) -> None:
+    """With several workers, point PROMETHEUS_MULTIPROC_DIR at an empty directory.
+
+    Stale files from an earlier run would add old counts to the new ones.
+    """
+    if workers <= 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return
+    path = Path(
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="mlobs-prom-")
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve an mlobs model server with uvicorn.")
+    parser.add_argument("app", help="import path of the ASGI app, e.g. services.chatbot.app:app")
+    parser.add_argument("--host", default=os.environ.get("MLOBS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MLOBS_PORT", "8080")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MLOBS_WORKERS", "1")))
+    args = parser.parse_args(argv)
+    prepare_multiprocess_dir(args.workers)
+    uvicorn.run(
+        args.app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

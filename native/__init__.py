@@ -1,0 +1,1 @@
+"""The stack without Docker: model servers and the real Prometheus/Alertmanager binaries."""

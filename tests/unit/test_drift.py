@@ -1,0 +1,234 @@
+"""mlobs.drift: the PSI definition, out-of-range and missing values, the streaming monitor."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from mlobs.drift import (
+    MISSING_BIN,
+    OTHER_CATEGORY,
+    Baseline,
+    CategoricalBins,
+    DriftMonitor,
+    NumericBins,
+    js_from_counts,
+    ks_from_counts,
+    psi,
+    psi_critical_value,
+    psi_from_counts,
+)
+
+
+def _normal(n: int, seed: int, mean: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(mean, 1.0, n)
+
+
+def _seed_recipe_psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """The seed's recipe: np.histogram over the baseline range, which drops everything outside."""
+    edges = np.quantile(expected, np.linspace(0, 1, 11))
+    e, _ = np.histogram(expected, edges)
+    a, _ = np.histogram(actual, edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pe, pa = e / e.sum(), a / a.sum()
+        return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def test_matches_the_definition_on_hand_computed_proportions():
+    expected, actual = np.array([50, 30, 20, 0]), np.array([20, 30, 49, 1])
+    pe = np.maximum(expected / 100, 1e-4)
+    pa = np.maximum(actual / 100, 1e-4)
+    assert psi_from_counts(expected, actual) == pytest.approx(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def test_identical_distributions_stay_below_0_02():
+    assert psi(_normal(10_000, 1), _normal(10_000, 2)) < 0.02
+
+
+def test_half_standard_deviation_shift_lands_near_the_textbook_value():
+    # For N(0,1) vs N(0.5,1) the continuous PSI (Jeffreys divergence) is 0.5^2 = 0.25;
+    # ten quantile bins lose a little of it.
+    value = psi(_normal(200_000, 1), _normal(200_000, 2, mean=0.5))
+    assert 0.21 < value < 0.26
+
+
+def test_all_out_of_range_input_gives_a_large_finite_psi():
+    expected = _normal(10_000, 1)
+    actual = expected.max() + 1 + np.abs(_normal(1_000, 2))
+    value = psi(expected, actual)
+    assert math.isfinite(value) and value > 5
+    # The seed recipe drops every value and answers NaN: exactly the drift that matters, unseen.
+    assert math.isnan(_seed_recipe_psi(expected, actual))
+
+
+def test_partly_out_of_range_input_is_not_undercounted():
+    expected = _normal(10_000, 1)
+    actual = np.concatenate([_normal(5_000, 2), expected.max() + 1 + np.abs(_normal(5_000, 3))])
+    assert psi(expected, actual) > 2 * _seed_recipe_psi(expected, actual)
+
+
+def test_missing_values_are_counted_not_dropped():
+    expected = _normal(10_000, 1)
+    actual = _normal(10_000, 2)
+    actual[:3_000] = np.nan
+    assert psi(expected, actual) > 1.0
+    bins = NumericBins.fit(expected, 10)
+    assert bins.counts([1.0, None, float("nan"), 2.0])[-1] == 2
+    assert bins.labels[-1] == MISSING_BIN
+
+
+def test_empty_or_non_finite_input_raises_a_clear_error():
+    with pytest.raises(ValueError, match="actual is empty"):
+        psi(_normal(100, 1), [])
+    with pytest.raises(ValueError, match="expected has no finite value"):
+        psi([float("nan"), float("inf")], _normal(100, 1))
+    with pytest.raises(ValueError, match="actual has no finite value"):
+        psi(_normal(100, 1), [None, float("nan")])
+
+
+def test_bins_are_right_closed_with_open_outer_edges():
+    bins = NumericBins(edges=(0.0, 1.0), low=-5.0, high=5.0)
+    assert [bins.index(v) for v in (-math.inf, -1e9, 0.0, 0.5, 1.0, 1.5, math.inf)] == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert bins.labels == ["00:(-inf,0]", "01:(0,1]", "02:(1,inf)", MISSING_BIN]
+    values = [-math.inf, -1e9, 0.0, 0.5, 1.0, 1.5, math.inf, None]
+    assert bins.counts(values).tolist() == [3, 2, 2, 1]
+
+
+def test_duplicate_quantiles_are_merged():
+    bins = NumericBins.fit(np.array([0.0] * 900 + list(range(1, 101))), 10)
+    assert list(bins.edges) == sorted(set(bins.edges))
+    assert bins.edges[0] == 0.0
+    # A point mass gets its own bin (right-closed), so a shift away from it is visible.
+    assert bins.index(0.0) == 0 and bins.index(0.001) == 1
+
+
+def test_unseen_categories_and_missing_are_counted():
+    baseline = Baseline.fit({"color": ["red"] * 60 + ["blue"] * 40})
+    feature = baseline.features["color"]
+    assert feature.bins.labels == ["red", "blue", OTHER_CATEGORY, "__missing__"]
+    counts = feature.bins.counts(["red", "green", "purple", None])
+    assert counts.tolist() == [1, 0, 2, 1]
+
+
+def test_categorical_vocabulary_is_capped_at_the_most_frequent():
+    values = [f"c{i}" for i in range(30) for _ in range(30 - i)]
+    bins = CategoricalBins.fit(values)
+    assert bins.categories == tuple(f"c{i}" for i in range(20))
+    assert bins.index("c25") == 20
+
+
+def test_baseline_round_trips_through_json(tmp_path):
+    baseline = Baseline.fit({"x": _normal(1000, 1).tolist(), "label": ["a", "b", "a", "c"] * 250})
+    path = tmp_path / "baseline.json"
+    baseline.save(path)
+    assert Baseline.load(path) == baseline
+
+
+def test_loading_a_wrong_file_fails_clearly(tmp_path):
+    path = tmp_path / "baseline.json"
+    path.write_text('{"features": []}')
+    with pytest.raises(ValueError, match="not a baseline"):
+        Baseline.load(path)
+
+
+def test_monitor_counts_match_a_batch_recomputation():
+    baseline = Baseline.fit({"x": _normal(2000, 1).tolist(), "kind": ["a", "b"] * 1000})
+    monitor = DriftMonitor(baseline)
+    rng = np.random.default_rng(7)
+    xs = [None if rng.random() < 0.05 else float(v) for v in rng.normal(0.3, 1.5, 5000)]
+    kinds = rng.choice(["a", "b", "z"], 5000).tolist()
+    for x, kind in zip(xs, kinds, strict=True):
+        monitor.observe({"x": x, "kind": kind})
+    counts = monitor.counts()
+    np.testing.assert_array_equal(counts["x"], baseline.features["x"].bins.counts(xs))
+    np.testing.assert_array_equal(counts["kind"], baseline.features["kind"].bins.counts(kinds))
+
+
+def test_monitor_counts_an_absent_feature_as_missing():
+    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
+    monitor = DriftMonitor(baseline)
+    monitor.observe({})
+    assert monitor.counts()["x"][-1] == 1
+
+
+def test_concurrent_updates_are_not_lost():
+    baseline = Baseline.fit({"x": _normal(1000, 1).tolist(), "y": _normal(1000, 2).tolist()})
+    monitor = DriftMonitor(baseline)
+
+    def work() -> None:
+        for v in np.random.default_rng().normal(size=5_000):
+            monitor.observe({"x": float(v), "y": float(v)})
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert monitor.counts()["x"].sum() == monitor.counts()["y"].sum() == 40_000
+
+
+def test_report_flags_drift_above_the_threshold_and_significance():
+    baseline = Baseline.fit({"x": _normal(5000, 1).tolist()})
+    monitor = DriftMonitor(baseline, psi_threshold=0.2)
+    for v in _normal(2000, 2, mean=1.0):
+        monitor.observe({"x": float(v)})
+    [feature] = monitor.report().features
+    assert feature.count == 2000 and feature.missing == 0
+    assert feature.psi > 0.2 and feature.exceeds_threshold and feature.significant
+    assert feature.psi > feature.critical_value
+    assert 0 < feature.out_of_range_share < 0.2
+    assert feature.ks is not None and 0.3 < feature.ks < 0.45  # exact KS for a 1 sd shift: 0.38
+    assert sum(b.current for b in feature.bins) == pytest.approx(1.0)
+
+
+def test_report_of_an_empty_window_has_no_statistics():
+    monitor = DriftMonitor(Baseline.fit({"x": [1.0, 2.0, 3.0]}))
+    [feature] = monitor.report().features
+    assert feature.count == 0 and feature.psi is None and not feature.exceeds_threshold
+
+
+def test_windows_roll_over():
+    now = [0.0]
+    monitor = DriftMonitor(
+        Baseline.fit({"x": [1.0, 2.0, 3.0]}), window_seconds=60, clock=lambda: now[0]
+    )
+    monitor.observe({"x": 1.0})
+    now[0] = 70.0  # previous window still reported
+    monitor.observe({"x": 2.0})
+    assert monitor.counts()["x"].sum() == 2
+    now[0] = 140.0  # the first window has aged out
+    assert monitor.counts()["x"].sum() == 1
+    now[0] = 1000.0  # long idle: nothing recent
+    assert monitor.counts()["x"].sum() == 0
+
+
+def test_critical_value_gives_about_the_stated_false_alarm_rate():
+    baseline_sample = _normal(2000, 0)
+    bins = NumericBins.fit(baseline_sample, 10)
+    expected = bins.counts(baseline_sample)
+    critical = psi_critical_value(2000, 1000, bins.size - 1)  # the empty missing bin adds nothing
+    rng = np.random.default_rng(11)
+    alarms = [
+        psi_from_counts(expected, bins.counts(rng.normal(size=1000))) > critical for _ in range(400)
+    ]
+    assert 0.01 <= np.mean(alarms) <= 0.10  # 5 % nominal
+    assert psi_critical_value(2000, 100_000, 10) < psi_critical_value(2000, 1000, 10)
+
+
+def test_ks_and_js_on_bins():
+    e = np.array([10, 20, 30, 40, 0])
+    assert ks_from_counts(e, e) == 0 and js_from_counts(e, e) == 0
+    assert js_from_counts(np.array([1, 0, 0]), np.array([0, 1, 0])) == pytest.approx(1.0)
+    # the last bin (missing values) is not part of the ordered CDF
+    assert ks_from_counts(np.array([1, 0, 0, 5]), np.array([0, 0, 1, 0])) == pytest.approx(1.0)

@@ -1,0 +1,186 @@
+"""The HTTP contract of DESIGN.md, checked on both sample servers in process."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import pytest
+
+from tests.support.http import label_values, log_events, sample
+
+ANOMALY_BODY = {
+    "features": {
+        "temperature_c": 65.0,
+        "pressure_kpa": 310.0,
+        "vibration_mm_s": 2.2,
+        "rotation_rpm": 1500.0,
+        "power_kw": 22.0,
+    }
+}
+CHAT_BODY = {"message": "where is my order, it is late"}
+INFERENCE_FIELDS = {
+    "timestamp",
+    "level",
+    "message",
+    "model",
+    "model_version",
+    "request_id",
+    "input_hash",
+    "prediction",
+    "confidence",
+    "latency_ms",
+    "status",
+    "features",
+}
+
+
+@pytest.fixture(params=["anomaly", "chatbot"])
+def server(request, serve, anomaly_model, chatbot_model):
+    model, body = (
+        (anomaly_model, ANOMALY_BODY) if request.param == "anomaly" else (chatbot_model, CHAT_BODY)
+    )
+    with serve(model) as client:
+        yield client, model, body
+
+
+def test_predict_answers_the_contract_fields(server):
+    client, model, body = server
+    response = client.post("/predict", json=body)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["label"] in model.labels
+    assert 0.0 <= answer["confidence"] <= 1.0
+    assert answer["model_version"] == model.version
+    assert answer["request_id"] == response.headers["x-request-id"]
+    assert ("score" in answer) == (model.name == "anomaly-detector")
+    assert ("reply" in answer) == (model.name == "chatbot")
+
+
+def test_request_id_is_taken_from_the_header_or_generated(server):
+    client, _, body = server
+    given = client.post("/predict", json=body, headers={"X-Request-ID": "trace-42.a:b"})
+    assert given.headers["x-request-id"] == "trace-42.a:b" == given.json()["request_id"]
+    generated = client.post("/predict", json=body)
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.json()["request_id"])
+    # An id that could forge log lines or blow up cardinality is replaced, not echoed.
+    hostile = client.post("/predict", json=body, headers={"X-Request-ID": "a b\tc" + "x" * 300})
+    assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+
+
+def test_model_health_and_readiness_endpoints(server):
+    client, model, _ = server
+    described = client.get("/model").json()
+    assert described["name"] == model.name
+    assert described["version"] == model.version
+    assert described["labels"] == list(model.labels)
+    assert described["input"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_metrics_exposition_has_every_family_with_contract_labels(server):
+    client, model, body = server
+    for _ in range(3):
+        client.post("/predict", json=body)
+    client.post("/predict", json={"nope": 1})
+    text = client.get("/metrics").text
+    mv = {"model": model.name, "model_version": model.version}
+    assert sample(text, "model_requests_total", **mv, status="success") == 3
+    assert sample(text, "model_requests_total", **mv, status="client_error") == 1
+    assert sample(text, "model_requests_total", **mv, status="server_error") == 0
+    assert sample(text, "model_latency_seconds_count", **mv) == 4
+    assert sample(text, "model_latency_seconds_bucket", **mv, le="0.5") == 4
+    assert sample(text, "model_confidence_count", **mv) == 3
+    assert sample(text, "model_info", **mv) == 1
+    assert label_values(text, "model_confidence_bucket", "le") == {
+        "0.1",
+        "0.2",
+        "0.3",
+        "0.4",
+        "0.5",
+        "0.6",
+        "0.7",
+        "0.8",
+        "0.9",
+        "0.95",
+        "0.99",
+        "+Inf",
+    }
+    assert label_values(text, "model_predictions_total", "label") == {*model.labels, "other"}
+    predicted = sum(
+        sample(text, "model_predictions_total", **mv, label=label) for label in model.labels
+    )
+    assert predicted == 3
+    assert "_created" not in text
+
+
+def test_unknown_paths_do_not_create_label_values(server):
+    client, model, body = server
+    for path in ("/predict/x", "/admin/anything", "/%2e%2e/etc/passwd", "/predictx"):
+        assert client.get(path).status_code == 404
+    client.post("/predict", json=body)
+    text = client.get("/metrics").text
+    assert (
+        sample(text, "model_latency_seconds_count", model=model.name, model_version=model.version)
+        == 1
+    )
+    assert "passwd" not in text and "predictx" not in text
+
+
+def test_one_inference_log_line_per_request_with_contract_fields(server, log_file):
+    client, model, body = server
+    response = client.post("/predict", json=body, headers={"X-Request-ID": "req-1"})
+    [event] = log_events(log_file)
+    assert set(event) == INFERENCE_FIELDS
+    assert event["message"] == "inference" and event["level"] == "info"
+    assert datetime.fromisoformat(event["timestamp"]).utcoffset().total_seconds() == 0
+    assert event["model"] == model.name and event["model_version"] == model.version
+    assert event["request_id"] == "req-1"
+    assert re.fullmatch(r"[0-9a-f]{16}", event["input_hash"])
+    assert event["prediction"] == response.json()["label"]
+    assert event["confidence"] == response.json()["confidence"]
+    assert event["latency_ms"] > 0
+    assert event["status"] == "success"
+    assert all(isinstance(v, float) for v in event["features"].values())
+
+
+def test_same_input_gives_same_input_hash(server, log_file):
+    client, _, body = server
+    client.post("/predict", json=body)
+    client.post("/predict", json=body)
+    first, second = log_events(log_file)
+    assert first["input_hash"] == second["input_hash"]
+    assert first["request_id"] != second["request_id"]
+
+
+def test_anomaly_detector_logs_its_numeric_inputs(serve, anomaly_model, log_file):
+    with serve(anomaly_model) as client:
+        client.post("/predict", json=ANOMALY_BODY)
+    [event] = log_events(log_file)
+    assert event["features"] == ANOMALY_BODY["features"]
+
+
+def test_chatbot_never_logs_raw_text_unless_opted_in(serve, chatbot_model, log_file):
+    secret = "my card number is 4111 1111 1111 1111, where is my order"
+    with serve(chatbot_model) as client:
+        client.post("/predict", json={"message": secret})
+        client.post("/predict", json={"message": secret, "extra": "field"})
+    assert "4111" not in log_file.read_text()
+    [event, _] = log_events(log_file)
+    assert set(event["features"]) == {"length", "tokens", "oov_share"}
+    assert event["features"]["length"] == len(secret)
+
+    with serve(chatbot_model, log_raw_input=True) as client:
+        client.post("/predict", json={"message": secret})
+    assert log_events(log_file)[-1]["input"] == {"message": secret}
+
+
+def test_log_file_rotates_by_size(serve, chatbot_model, log_file):
+    with serve(chatbot_model, log_max_bytes=2_000, log_backup_count=2) as client:
+        for _ in range(40):
+            client.post("/predict", json=CHAT_BODY)
+    rotated = sorted(p.name for p in log_file.parent.glob("inference.log*"))
+    assert rotated == ["inference.log", "inference.log.1", "inference.log.2"]
+    assert all(p.stat().st_size <= 2_000 for p in log_file.parent.glob("inference.log*"))

@@ -1,0 +1,67 @@
+"""observability.yaml: the committed spec loads; a bad spec fails with a message naming the key."""
+
+import pytest
+import yaml
+
+from mlobs.spec import SpecError, duration_seconds, load_spec
+from tests.conftest import REPO
+
+GOOD = yaml.safe_load((REPO / "observability.yaml").read_text())
+
+
+def _load(tmp_path, data) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    load_spec(path)
+
+
+def _with(path: list[str], value):
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return data
+
+
+def test_committed_spec_has_the_seed_thresholds():
+    spec = load_spec(REPO / "observability.yaml")
+    assert spec.alerts.latency.threshold_seconds == 0.5
+    assert spec.alerts.error_rate.threshold_ratio == 0.01
+    assert spec.alerts.drift.psi_threshold == 0.2
+    assert [m.name for m in spec.models] == ["anomaly-detector", "chatbot"]
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (_with(["alerts", "drift", "psi_treshold"], 0.2), "alerts.drift.psi_treshold"),
+        (_with(["alerts", "drift", "psi_threshold"], -0.2), "alerts.drift.psi_threshold"),
+        (
+            _with(["alerts", "error_rate", "threshold_ratio"], 1.5),
+            "alerts.error_rate.threshold_ratio",
+        ),
+        (_with(["alerts", "latency", "window"], "5 minutes"), "alerts.latency.window"),
+        (_with(["alerts", "latency", "threshold_seconds"], 0.6), "alerts.latency"),
+        (_with(["alerts", "latency", "severity"], "page"), "alerts.latency.severity"),
+        (_with(["models"], []), "models"),
+        ({k: v for k, v in GOOD.items() if k != "models"}, "models"),
+    ],
+)
+def test_bad_spec_names_the_key(tmp_path, data, named):
+    with pytest.raises(SpecError, match=named.replace(".", r"\.")):
+        _load(tmp_path, data)
+
+
+def test_unreadable_or_invalid_yaml_is_reported(tmp_path):
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("models: [")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+
+
+def test_durations():
+    assert duration_seconds("90s") == 90 and duration_seconds("1h") == 3600
+    with pytest.raises(ValueError):
+        duration_seconds("5 m")
