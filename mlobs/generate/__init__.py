@@ -1,0 +1,1 @@
+"""Render configuration from observability.yaml: `python -m mlobs.generate` (`make generate`)."""

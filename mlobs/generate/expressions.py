@@ -1,0 +1,178 @@
+"""The PromQL of every recording rule and alert, built from the spec in one place so that the
+Prometheus rules and the Grafana alert rules use the same expressions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlobs.drift import PROPORTION_FLOOR
+from mlobs.spec import Spec
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A recording rule: `record` is computed as `expr`."""
+
+    record: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert condition with its spec entry's `for`, severity and texts."""
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    extra_labels: tuple[str, ...] = ()  # labels besides `model` that identify one alert
+
+
+# Names of recorded series (stable whatever the windows in the spec are).
+REQUEST_RATE = "model:requests:rate"
+REQUEST_RATE_BY_STATUS = "model:requests_by_status:rate"
+SERVER_ERROR_RATIO = "model:server_error_ratio"
+LOW_CONFIDENCE_RATIO = "model:low_confidence_ratio"
+BIN_INCREASE = "model_feature:bin_increase"
+SAMPLES = "model_feature:samples"
+BIN_RATIO = "model_feature:bin_ratio"
+BASELINE_RATIO = "model_feature:baseline_ratio"
+PSI = "model_feature:psi"
+OUT_OF_RANGE_RATIO = "model_feature:out_of_range_ratio"
+LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def latency_quantile_name(quantile: float) -> str:
+    """`model:latency_seconds:p99` for 0.99."""
+    return f"model:latency_seconds:p{quantile * 100:g}".replace(".", "_")
+
+
+def model_jobs(spec: Spec) -> str:
+    """Regex of the scrape jobs of the model servers (one job per model, named after it)."""
+    return "|".join(m.name for m in spec.models)
+
+
+def recording_rules(spec: Spec) -> list[Rule]:
+    """Every recording rule, in evaluation order (later rules read earlier ones)."""
+    a = spec.alerts
+    traffic, latency, drift = a.error_rate.window, a.latency.window, a.drift.window
+    confidence = a.low_confidence
+    floor = f"{PROPORTION_FLOOR:g}"
+    return [
+        Rule(REQUEST_RATE, f"sum by (model) (rate(model_requests_total[{traffic}]))"),
+        Rule(
+            REQUEST_RATE_BY_STATUS,
+            f"sum by (model, status) (rate(model_requests_total[{traffic}]))",
+        ),
+        Rule(
+            SERVER_ERROR_RATIO,
+            f'sum by (model) (rate(model_requests_total{{status="server_error"}}[{traffic}]))\n'
+            f"/\nsum by (model) (rate(model_requests_total[{traffic}]))",
+        ),
+        *(
+            Rule(
+                latency_quantile_name(q),
+                f"histogram_quantile({q:g}, sum by (model, le) "
+                f"(rate(model_latency_seconds_bucket[{latency}])))",
+            )
+            for q in LATENCY_QUANTILES
+        ),
+        Rule(
+            LOW_CONFIDENCE_RATIO,
+            f"sum by (model) (rate(model_confidence_bucket"
+            f'{{le="{confidence.confidence_threshold:g}"}}[{confidence.window}]))\n/\n'
+            f"sum by (model) (rate(model_confidence_count[{confidence.window}]))",
+        ),
+        # Drift: bin counts summed over every instance and worker, so PSI is exact at any scale.
+        Rule(
+            BIN_INCREASE,
+            f"sum by (model, feature, bin) (increase(model_feature_bin_total[{drift}]))",
+        ),
+        Rule(SAMPLES, f"sum by (model, feature) ({BIN_INCREASE})"),
+        Rule(BIN_RATIO, f"{BIN_INCREASE}\n/ on (model, feature) group_left\n{SAMPLES}"),
+        # Every replica exports the same baseline: take one copy.
+        Rule(BASELINE_RATIO, "max by (model, feature, bin) (model_feature_baseline_ratio)"),
+        Rule(
+            PSI,
+            # Proportions floored at 1e-4 without renormalising, exactly as mlobs.drift.psi.
+            f"sum by (model, feature) (\n"
+            f"  (clamp_min({BIN_RATIO}, {floor}) - clamp_min({BASELINE_RATIO}, {floor}))\n"
+            f"  * ln(clamp_min({BIN_RATIO}, {floor}) / clamp_min({BASELINE_RATIO}, {floor}))\n"
+            f")\nand on (model, feature)\n{SAMPLES} >= {a.drift.min_samples}",
+        ),
+        Rule(
+            OUT_OF_RANGE_RATIO,
+            f"sum by (model, feature) (increase(model_feature_out_of_range_total[{drift}]))\n"
+            f"/ on (model, feature)\n{SAMPLES}",
+        ),
+    ]
+
+
+def alerts(spec: Spec) -> list[Alert]:
+    """Every alert; expressions read the recording rules above."""
+    a = spec.alerts
+    return [
+        Alert(
+            "ModelP99LatencyHigh",
+            # Exact, not interpolated: the threshold is a bucket boundary (the spec checks it).
+            f"{latency_quantile_name(0.99)} > {a.latency.threshold_seconds:g}",
+            a.latency.for_,
+            a.latency.severity,
+            "p99 latency of {{ $labels.model }} is {{ $value | humanizeDuration }}",
+            f"The p99 latency of {{{{ $labels.model }}}} over {a.latency.window} is above "
+            f"{a.latency.threshold_seconds:g} s.",
+        ),
+        Alert(
+            "ModelErrorRateHigh",
+            f"{SERVER_ERROR_RATIO} > {a.error_rate.threshold_ratio:g}\n"
+            f"and on (model)\n{REQUEST_RATE} >= {a.error_rate.min_request_rate:g}",
+            a.error_rate.for_,
+            a.error_rate.severity,
+            "{{ $labels.model }} answers {{ $value | humanizePercentage }} of requests with "
+            "server errors",
+            f"More than {a.error_rate.threshold_ratio:.0%} of prediction requests to "
+            f"{{{{ $labels.model }}}} failed with a server error over {a.error_rate.window}.",
+        ),
+        Alert(
+            "ModelFeatureDriftHigh",
+            f"{PSI} > {a.drift.psi_threshold:g}",
+            a.drift.for_,
+            a.drift.severity,
+            "Feature {{ $labels.feature }} of {{ $labels.model }} drifted (PSI {{ $value | "
+            'printf "%.2f" }})',
+            f"The population stability index of {{{{ $labels.feature }}}} against the training "
+            f"baseline over {a.drift.window} is above {a.drift.psi_threshold:g}.",
+            ("feature",),
+        ),
+        Alert(
+            "ModelLowConfidence",
+            f"{LOW_CONFIDENCE_RATIO} > {a.low_confidence.max_share:g}",
+            a.low_confidence.for_,
+            a.low_confidence.severity,
+            "{{ $value | humanizePercentage }} of {{ $labels.model }} predictions have low "
+            "confidence",
+            f"More than {a.low_confidence.max_share:.0%} of predictions over "
+            f"{a.low_confidence.window} have confidence at or below "
+            f"{a.low_confidence.confidence_threshold:g}.",
+        ),
+        Alert(
+            "ModelServerDown",
+            f'label_replace(up{{job=~"{model_jobs(spec)}"}}, "model", "$1", "job", "(.+)") == 0',
+            a.server_down.for_,
+            a.server_down.severity,
+            "{{ $labels.model }} target {{ $labels.instance }} is down",
+            "Prometheus cannot scrape {{ $labels.instance }} of {{ $labels.model }}.",
+            ("instance",),
+        ),
+        Alert(
+            "ModelNoTraffic",
+            f"sum by (model) (rate(model_requests_total[{a.no_traffic.window}])) == 0",
+            a.no_traffic.for_,
+            a.no_traffic.severity,
+            "{{ $labels.model }} receives no prediction requests",
+            f"{{{{ $labels.model }}}} is up but answered no prediction request for "
+            f"{a.no_traffic.window}.",
+        ),
+    ]

@@ -1,0 +1,35 @@
+"""Run `promtool test rules` on a test file written from Python data."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO, require_tool
+
+RULE_FILES = [
+    str(REPO / "prometheus/rules/recording.yml"),
+    str(REPO / "prometheus/rules/alerts.yml"),
+]
+
+
+def promtool_test(tmp_path: Path, tests: list[dict[str, Any]], interval: str = "1m") -> None:
+    """Write a promtool unit-test file for our rule files and assert that promtool passes it."""
+    promtool = require_tool("promtool")
+    path = tmp_path / "rules.test.yml"
+    path.write_text(
+        yaml.safe_dump({"rule_files": RULE_FILES, "evaluation_interval": interval, "tests": tests})
+    )
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"promtool test rules failed:\n{result.stdout}\n{result.stderr}"
+
+
+def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    """One promtool input series, e.g. series("up", {"job": "x"}, "1x10")."""
+    label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{label_text}}}", "values": values}
