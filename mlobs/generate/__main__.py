@@ -6,13 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlobs.generate import prometheus_rules
+from mlobs.generate import prometheus_rules, prometheus_tests
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, SpecError, load_spec
 
 
 def render_all(spec: Spec) -> dict[Path, str]:
     """Every generated file, by path relative to the repository root."""
-    return {**prometheus_rules.render(spec)}
+    rules = prometheus_rules.render(spec)
+    # promtool resolves rule files relative to the test file.
+    rule_files = [f"../rules/{path.name}" for path in rules]
+    return {**rules, **prometheus_tests.render(spec, rule_files)}
 
 
 def stale_files(root: Path, rendered: dict[Path, str]) -> list[Path]:

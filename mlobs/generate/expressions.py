@@ -19,7 +19,11 @@ class Rule:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert condition with its spec entry's `for`, severity and texts."""
+    """An alert condition with its spec entry's `for`, severity and texts.
+
+    Annotations use only `$labels`, never `$value`: notifications stay stable while an alert
+    fires, and promtool tests can state them exactly.
+    """
 
     name: str
     expr: str
@@ -27,7 +31,6 @@ class Alert:
     severity: str
     summary: str
     description: str
-    extra_labels: tuple[str, ...] = ()  # labels besides `model` that identify one alert
 
 
 # Names of recorded series (stable whatever the windows in the spec are).
@@ -120,7 +123,7 @@ def alerts(spec: Spec) -> list[Alert]:
             f"{latency_quantile_name(0.99)} > {a.latency.threshold_seconds:g}",
             a.latency.for_,
             a.latency.severity,
-            "p99 latency of {{ $labels.model }} is {{ $value | humanizeDuration }}",
+            f"p99 latency of {{{{ $labels.model }}}} is above {a.latency.threshold_seconds:g} s",
             f"The p99 latency of {{{{ $labels.model }}}} over {a.latency.window} is above "
             f"{a.latency.threshold_seconds:g} s.",
         ),
@@ -130,8 +133,8 @@ def alerts(spec: Spec) -> list[Alert]:
             f"and on (model)\n{REQUEST_RATE} >= {a.error_rate.min_request_rate:g}",
             a.error_rate.for_,
             a.error_rate.severity,
-            "{{ $labels.model }} answers {{ $value | humanizePercentage }} of requests with "
-            "server errors",
+            f"{{{{ $labels.model }}}} answers more than {a.error_rate.threshold_ratio:.0%} of "
+            "requests with server errors",
             f"More than {a.error_rate.threshold_ratio:.0%} of prediction requests to "
             f"{{{{ $labels.model }}}} failed with a server error over {a.error_rate.window}.",
         ),
@@ -140,19 +143,17 @@ def alerts(spec: Spec) -> list[Alert]:
             f"{PSI} > {a.drift.psi_threshold:g}",
             a.drift.for_,
             a.drift.severity,
-            "Feature {{ $labels.feature }} of {{ $labels.model }} drifted (PSI {{ $value | "
-            'printf "%.2f" }})',
+            "Feature {{ $labels.feature }} of {{ $labels.model }} drifted from its training data",
             f"The population stability index of {{{{ $labels.feature }}}} against the training "
             f"baseline over {a.drift.window} is above {a.drift.psi_threshold:g}.",
-            ("feature",),
         ),
         Alert(
             "ModelLowConfidence",
             f"{LOW_CONFIDENCE_RATIO} > {a.low_confidence.max_share:g}",
             a.low_confidence.for_,
             a.low_confidence.severity,
-            "{{ $value | humanizePercentage }} of {{ $labels.model }} predictions have low "
-            "confidence",
+            f"More than {a.low_confidence.max_share:.0%} of {{{{ $labels.model }}}} predictions "
+            "have low confidence",
             f"More than {a.low_confidence.max_share:.0%} of predictions over "
             f"{a.low_confidence.window} have confidence at or below "
             f"{a.low_confidence.confidence_threshold:g}.",
@@ -164,7 +165,6 @@ def alerts(spec: Spec) -> list[Alert]:
             a.server_down.severity,
             "{{ $labels.model }} target {{ $labels.instance }} is down",
             "Prometheus cannot scrape {{ $labels.instance }} of {{ $labels.model }}.",
-            ("instance",),
         ),
         Alert(
             "ModelNoTraffic",
