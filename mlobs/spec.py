@@ -115,6 +115,10 @@ class Alerts(_Strict):
     server_down: ServerDownAlert
     no_traffic: NoTrafficAlert
 
+    def severities(self) -> list[str]:
+        """The severities the alerts use, sorted."""
+        return sorted({getattr(self, name).severity for name in type(self).model_fields})
+
     @field_validator("latency")
     @classmethod
     def _latency_on_boundary(cls, latency: LatencyAlert) -> LatencyAlert:

@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlobs.generate import prometheus_rules, prometheus_tests
+from mlobs.generate import (
+    alertmanager_config,
+    prometheus_config,
+    prometheus_rules,
+    prometheus_tests,
+)
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, SpecError, load_spec
 
 
@@ -15,7 +20,12 @@ def render_all(spec: Spec) -> dict[Path, str]:
     rules = prometheus_rules.render(spec)
     # promtool resolves rule files relative to the test file.
     rule_files = [f"../rules/{path.name}" for path in rules]
-    return {**rules, **prometheus_tests.render(spec, rule_files)}
+    return {
+        **rules,
+        **prometheus_tests.render(spec, rule_files),
+        **prometheus_config.render(spec),
+        **alertmanager_config.render(spec),
+    }
 
 
 def stale_files(root: Path, rendered: dict[Path, str]) -> list[Path]:

@@ -36,3 +36,42 @@ def test_every_alert_has_promtool_cases():
         c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c["exp_alerts"]
     }
     assert alerts == tested == firing
+
+
+def test_compose_prometheus_config_passes_promtool(tmp_path):
+    # The compose file loads rules from /etc/prometheus/rules (a bind mount); point it here.
+    text = (REPO / "prometheus/prometheus.yml").read_text()
+    local = tmp_path / "prometheus.yml"
+    local.write_text(
+        text.replace("/etc/prometheus/rules/*.yml", str(REPO / "prometheus/rules/*.yml"))
+    )
+    result = _promtool("check", "config", str(local))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout
+
+
+def test_alertmanager_config_passes_amtool():
+    result = subprocess.run(
+        [require_tool("amtool"), "check-config", str(REPO / "alertmanager/alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_native_stack_configs_pass_promtool_and_amtool(tmp_path):
+    from mlobs.spec import load_spec
+    from native.stack import NativeStack, Ports, StackOptions
+
+    spec = load_spec(REPO / "observability.yaml")
+    stack = NativeStack(StackOptions(spec=spec, ports=Ports.from_spec(spec), data_dir=tmp_path))
+    stack.render()
+    assert _promtool("check", "config", str(tmp_path / "config/prometheus.yml")).returncode == 0
+    result = subprocess.run(
+        [require_tool("amtool"), "check-config", str(tmp_path / "config/alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,52 @@
+"""Contracts between the generated configs: scrape jobs, rules, routes and receivers agree."""
+
+import yaml
+
+from mlobs.spec import load_spec
+from tests.conftest import REPO
+
+SPEC = load_spec(REPO / "observability.yaml")
+
+
+def _yaml(path: str):
+    return yaml.safe_load((REPO / path).read_text())
+
+
+def _alerts() -> list[dict]:
+    return [r for g in _yaml("prometheus/rules/alerts.yml")["groups"] for r in g["rules"]]
+
+
+def test_every_model_is_scraped_by_dns_under_its_own_job():
+    jobs = {j["job_name"]: j for j in _yaml("prometheus/prometheus.yml")["scrape_configs"]}
+    for model in SPEC.models:
+        sd = jobs[model.name]["dns_sd_configs"][0]
+        assert sd["names"] == [model.name] and sd["type"] == "A" and sd["port"] == 8080
+    assert {"prometheus", "alertmanager", "alert-sink"} <= set(jobs)
+    server_down = next(a for a in _alerts() if a["alert"] == "ModelServerDown")
+    assert "|".join(m.name for m in SPEC.models) in server_down["expr"]
+
+
+def test_every_alert_has_severity_model_and_texts():
+    for alert in _alerts():
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+        assert {"summary", "description", "dashboard"} <= set(alert["annotations"])
+        assert "$value" not in str(alert["annotations"])
+        assert "model" in alert["annotations"]["dashboard"]
+
+
+def test_alertmanager_routes_every_severity_to_alert_sink_and_inhibits_symptoms():
+    config = _yaml("alertmanager/alertmanager.yml")
+    receivers = {r["name"]: r for r in config["receivers"]}
+    route = config["route"]
+    assert route["group_by"] == ["alertname", "model"]
+    routed = {m for r in route["routes"] for m in r["matchers"]}
+    used = {a["labels"]["severity"] for a in _alerts()}
+    assert {f'severity="{s}"' for s in used} <= routed
+    for r in route["routes"]:
+        hook = receivers[r["receiver"]]["webhook_configs"][0]
+        assert hook["url"] == "http://alert-sink:8080/alertmanager" and hook["send_resolved"]
+    [inhibit] = config["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['alertname="ModelServerDown"']
+    assert "ModelP99LatencyHigh" in inhibit["target_matchers"][0]
+    assert "ModelErrorRateHigh" in inhibit["target_matchers"][0]
+    assert inhibit["equal"] == ["model"]
