@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help up local test lint format generate bench train run-anomaly run-chatbot
+.PHONY: help up local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,9 +25,24 @@ up: ## Start the whole stack in Docker
 		exit 1; \
 	fi
 
-local: ## Run the Docker-free part of the stack natively
-	@echo "The native stack launcher is not there yet. Run the model servers with"; \
-	echo "make run-anomaly (port 8001) and make run-chatbot (port 8002)."; exit 1
+local: $(STAMP) ## Run the stack natively (servers, Prometheus, Alertmanager, alert-sink) until Ctrl-C
+	$(PY) -m native
+
+# Load and chaos against the running stack (make local); each runs for LOAD_SECONDS.
+LOAD_SECONDS ?= 300
+TOKEN_FILE := .local/admin-token
+LOADGEN = $(PY) -m services.loadgen --duration $(LOAD_SECONDS) $(if $(wildcard $(TOKEN_FILE)),--admin-token-file $(TOKEN_FILE))
+
+load: $(STAMP) ## Steady traffic to both model servers
+	$(LOADGEN) --scenario steady --rate 10
+chaos-latency: $(STAMP) ## 800 ms extra latency: ModelP99LatencyHigh fires
+	$(LOADGEN) --scenario latency --rate 5
+chaos-errors: $(STAMP) ## 20 % server errors: ModelErrorRateHigh fires
+	$(LOADGEN) --scenario errors --rate 10
+chaos-drift: $(STAMP) ## Inputs from a shifted distribution: ModelFeatureDriftHigh fires
+	$(LOADGEN) --scenario drift --rate 10
+chaos-reset: $(STAMP) ## Clear injected faults on both servers
+	$(LOADGEN) --reset-faults
 
 test: $(STAMP) ## Create .venv, install, lint and run every test this machine can run
 	$(PY) -m ruff check .
@@ -40,7 +55,7 @@ format: $(STAMP) ## ruff format and fix imports
 	$(PY) -m ruff check --fix --select I .
 	$(PY) -m ruff format .
 
-generate: $(STAMP) ## Render Prometheus rules (and later Grafana files) from observability.yaml
+generate: $(STAMP) ## Render Prometheus rules, tests and configs, Alertmanager config from the spec
 	$(PY) -m mlobs.generate
 
 train: $(STAMP) ## Retrain both sample models and rewrite their committed artifacts

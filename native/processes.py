@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -40,7 +40,7 @@ class ServiceSpec:
 
     name: str
     argv: Sequence[str]
-    ready_url: str
+    ready_url: str | None  # None: ready as soon as it runs (e.g. a load generator)
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = REPO
 
@@ -93,6 +93,8 @@ class Service:
                 raise StartupError(
                     f"{self.spec.name} exited with code {self.process.returncode}:\n{self.output()}"
                 )
+            if self.spec.ready_url is None:
+                return
             try:
                 if httpx.get(self.spec.ready_url, timeout=1.0).is_success:
                     return
@@ -123,7 +125,12 @@ class Service:
             os.killpg(self.process.pid, sig)
 
 
-def start_all(specs: Sequence[ServiceSpec], log_dir: Path, timeout: float = 30.0) -> list[Service]:
+def start_all(
+    specs: Sequence[ServiceSpec],
+    log_dir: Path,
+    timeout: float = 30.0,
+    on_ready: Callable[[Service], None] | None = None,
+) -> list[Service]:
     """Start every process, then wait for each; on any failure stop all of them and re-raise."""
     services: list[Service] = []
     try:
@@ -131,6 +138,8 @@ def start_all(specs: Sequence[ServiceSpec], log_dir: Path, timeout: float = 30.0
             services.append(Service(spec, log_dir))
         for service in services:
             service.wait_ready(timeout)
+            if on_ready is not None:
+                on_ready(service)
     except BaseException:
         stop_all(services)
         raise

@@ -1,0 +1,209 @@
+"""Every alert seen to fire and resolve end to end with the real binaries, on loopback:
+loadgen injects the fault -> Prometheus fires -> Alertmanager holds it -> alert-sink receives it;
+the fault is removed -> the alert resolves and the resolution is delivered too.
+
+Windows, `for` durations and intervals are shortened through a spec override so that the whole
+module runs in a few minutes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from mlobs.generate.alertmanager_config import AlertmanagerSetup
+from mlobs.spec import Spec, load_spec
+from native.processes import Service, free_port, start_all, stop_all
+from native.stack import ALERTMANAGER_BINARIES, NativeStack, Ports, StackOptions
+from tests.conftest import REPO, require_tool
+
+pytestmark = pytest.mark.integration
+
+SHORT_SPEC_CHANGES = {
+    "latency": {"window": "10s", "for": "2s"},
+    "error_rate": {"window": "10s", "for": "2s"},
+    "drift": {"window": "20s", "for": "2s", "min_samples": 50},
+    "low_confidence": {"window": "10s", "for": "2s"},
+    "server_down": {"for": "2s"},
+    "no_traffic": {"window": "10s", "for": "5s"},
+}
+STEADY_RATE = 8.0  # requests per second per server: enough values for PSI in a 20 s window
+WAIT = 60.0  # seconds any one condition may take
+
+
+def short_spec() -> Spec:
+    data = load_spec(REPO / "observability.yaml").model_dump(by_alias=True)
+    for alert, changes in SHORT_SPEC_CHANGES.items():
+        data["alerts"][alert].update(changes)
+    return Spec.model_validate(data)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except httpx.HTTPError as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[NativeStack]:
+    require_tool("prometheus")
+    if not any(shutil.which(binary) for binary in ALERTMANAGER_BINARIES):
+        require_tool(ALERTMANAGER_BINARIES[0])  # skips, or fails under MLOBS_REQUIRE_TOOLS=1
+    spec = short_spec()
+    ports = Ports(
+        models={m.name: free_port() for m in spec.models},
+        alert_sink=free_port(),
+        prometheus=free_port(),
+        alertmanager=free_port(),
+    )
+    native = NativeStack(
+        StackOptions(
+            spec=spec,
+            ports=ports,
+            data_dir=tmp_path_factory.mktemp("native"),
+            scrape_interval="1s",
+            evaluation_interval="1s",
+            alertmanager=AlertmanagerSetup(
+                "", group_wait="1s", group_interval="1s", repeat_interval="1h"
+            ),
+            load_rate=STEADY_RATE,
+        )
+    )
+    native.start(timeout=60)
+    try:
+        yield native
+    finally:
+        native.stop()
+
+
+class Observer:
+    """What Prometheus, Alertmanager and alert-sink currently say about one alert."""
+
+    def __init__(self, stack: NativeStack, alertname: str, **labels: str) -> None:
+        self.urls = stack.urls
+        self.alertname = alertname
+        self.labels = labels
+
+    def _matches(self, labels: dict[str, str]) -> bool:
+        return labels.get("alertname") == self.alertname and all(
+            labels.get(k) == v for k, v in self.labels.items()
+        )
+
+    def prometheus_state(self) -> str | None:
+        alerts = httpx.get(f"{self.urls['prometheus']}/api/v1/alerts", timeout=5).json()
+        states = [a["state"] for a in alerts["data"]["alerts"] if self._matches(a["labels"])]
+        return "firing" if "firing" in states else (states[0] if states else None)
+
+    def in_alertmanager(self) -> bool:
+        alerts = httpx.get(f"{self.urls['alertmanager']}/api/v2/alerts", timeout=5).json()
+        return any(self._matches(a["labels"]) and a["status"]["state"] == "active" for a in alerts)
+
+    def delivered(self, status: str) -> list[dict]:
+        listed = httpx.get(
+            f"{self.urls['alert-sink']}/alerts",
+            params={"alertname": self.alertname, "status": status, "source": "alertmanager"},
+            timeout=5,
+        ).json()
+        return [n for n in listed if self._matches(n["labels"])]
+
+    def fires_and_is_delivered(self) -> dict:
+        wait_for(
+            f"{self.alertname} firing in Prometheus", lambda: self.prometheus_state() == "firing"
+        )
+        wait_for(f"{self.alertname} active in Alertmanager", self.in_alertmanager)
+        [notification, *_] = wait_for(
+            f"{self.alertname} delivered to alert-sink", lambda: self.delivered("firing")
+        )
+        return notification
+
+    def resolves(self) -> None:
+        wait_for(
+            f"{self.alertname} gone from Prometheus",
+            lambda: self.prometheus_state() is None,
+            timeout=2 * WAIT,
+        )
+        wait_for(f"{self.alertname} resolution delivered", lambda: self.delivered("resolved"))
+
+
+def _run_scenario(stack: NativeStack, scenario: str, rate: float) -> list[Service]:
+    spec = stack.loadgen(scenario, rate, duration=0, extra=["--progress", "3600"])
+    return start_all([spec], stack.options.data_dir / "out")
+
+
+def test_the_stack_is_scraped_and_records_rules(stack):
+    prometheus = stack.urls["prometheus"]
+
+    def targets_up() -> bool:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"][
+            "activeTargets"
+        ]
+        return {t["labels"]["job"] for t in targets if t["health"] == "up"} == {
+            "anomaly-detector",
+            "chatbot",
+            "alert-sink",
+            "prometheus",
+            "alertmanager",
+        }
+
+    wait_for("every target up", targets_up)
+
+    def rates_recorded() -> bool:
+        result = httpx.get(
+            f"{prometheus}/api/v1/query", params={"query": "model:requests:rate > 0"}, timeout=5
+        ).json()["data"]["result"]
+        return {r["metric"]["model"] for r in result} == {"anomaly-detector", "chatbot"}
+
+    wait_for("request rates of both models recorded", rates_recorded)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "rate", "alertname", "labels"),
+    [
+        ("latency", 4.0, "ModelP99LatencyHigh", {"model": "chatbot", "severity": "warning"}),
+        ("errors", 8.0, "ModelErrorRateHigh", {"model": "chatbot", "severity": "critical"}),
+        (
+            "drift",
+            8.0,
+            "ModelFeatureDriftHigh",
+            {"model": "anomaly-detector", "feature": "temperature_c", "severity": "warning"},
+        ),
+    ],
+)
+def test_fault_fires_is_delivered_and_resolves(stack, scenario, rate, alertname, labels):
+    observer = Observer(stack, alertname, **labels)
+    loadgen = _run_scenario(stack, scenario, rate)
+    try:
+        notification = observer.fires_and_is_delivered()
+        assert notification["receiver"] == f"alert-sink-{labels['severity']}"
+        assert notification["annotations"]["summary"]
+        assert notification["annotations"]["dashboard"].endswith(f"var-model={labels['model']}")
+    finally:
+        stop_all(loadgen)  # loadgen clears the faults it set
+    observer.resolves()
+
+
+def test_killed_model_server_fires_server_down(stack):
+    observer = Observer(stack, "ModelServerDown", model="chatbot", severity="critical")
+    chatbot = stack.service("chatbot")
+    chatbot.kill()
+    try:
+        notification = observer.fires_and_is_delivered()
+        assert notification["labels"]["job"] == "chatbot"
+    finally:
+        restarted = start_all([stack.model_server("chatbot")], stack.options.data_dir / "out")
+        stack.services[stack.services.index(chatbot)] = restarted[0]
+    observer.resolves()
