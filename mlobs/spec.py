@@ -138,6 +138,7 @@ class Spec(_Strict):
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     alerts: Alerts
     dashboard_url: str = "http://localhost:3000/d/ml-model-health"
+    kibana_url: str = "http://localhost:5601"
 
     def model(self, name: str) -> ModelSpec:
         for model in self.models:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mlobs.generate import (
     alertmanager_config,
+    grafana_alerting,
+    grafana_dashboards,
     prometheus_config,
     prometheus_rules,
     prometheus_tests,
@@ -20,11 +22,14 @@ def render_all(spec: Spec) -> dict[Path, str]:
     rules = prometheus_rules.render(spec)
     # promtool resolves rule files relative to the test file.
     rule_files = [f"../rules/{path.name}" for path in rules]
+    dashboards = grafana_dashboards.render(spec)
     return {
         **rules,
         **prometheus_tests.render(spec, rule_files),
         **prometheus_config.render(spec),
         **alertmanager_config.render(spec),
+        **dashboards,
+        **grafana_alerting.render(spec, dashboards),
     }
 
 

@@ -4,6 +4,7 @@ Prometheus rules and the Grafana alert rules use the same expressions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mlobs.drift import PROPORTION_FLOOR
 from mlobs.spec import Spec
@@ -19,18 +20,26 @@ class Rule:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert condition with its spec entry's `for`, severity and texts.
+    """An alert: `query` compared with `threshold`, held for `for_`, with severity and texts.
 
     Annotations use only `$labels`, never `$value`: notifications stay stable while an alert
-    fires, and promtool tests can state them exactly.
+    fires, and promtool tests can state them exactly. Prometheus evaluates `expr`; Grafana runs
+    `query` and applies the same comparison as a threshold expression.
     """
 
     name: str
-    expr: str
+    query: str
+    op: Literal[">", "=="]
+    threshold: float
     for_: str
     severity: str
     summary: str
     description: str
+
+    @property
+    def expr(self) -> str:
+        query = f"(\n{self.query}\n)" if "\n" in self.query else self.query
+        return f"{query} {self.op} {self.threshold:g}"
 
 
 # Names of recorded series (stable whatever the windows in the spec are).
@@ -120,7 +129,9 @@ def alerts(spec: Spec) -> list[Alert]:
         Alert(
             "ModelP99LatencyHigh",
             # Exact, not interpolated: the threshold is a bucket boundary (the spec checks it).
-            f"{latency_quantile_name(0.99)} > {a.latency.threshold_seconds:g}",
+            latency_quantile_name(0.99),
+            ">",
+            a.latency.threshold_seconds,
             a.latency.for_,
             a.latency.severity,
             f"p99 latency of {{{{ $labels.model }}}} is above {a.latency.threshold_seconds:g} s",
@@ -129,8 +140,11 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelErrorRateHigh",
-            f"{SERVER_ERROR_RATIO} > {a.error_rate.threshold_ratio:g}\n"
-            f"and on (model)\n{REQUEST_RATE} >= {a.error_rate.min_request_rate:g}",
+            # Only with enough traffic for a ratio to mean something.
+            f"{SERVER_ERROR_RATIO}\nand on (model)\n"
+            f"{REQUEST_RATE} >= {a.error_rate.min_request_rate:g}",
+            ">",
+            a.error_rate.threshold_ratio,
             a.error_rate.for_,
             a.error_rate.severity,
             f"{{{{ $labels.model }}}} answers more than {a.error_rate.threshold_ratio:.0%} of "
@@ -140,7 +154,9 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelFeatureDriftHigh",
-            f"{PSI} > {a.drift.psi_threshold:g}",
+            PSI,
+            ">",
+            a.drift.psi_threshold,
             a.drift.for_,
             a.drift.severity,
             "Feature {{ $labels.feature }} of {{ $labels.model }} drifted from its training data",
@@ -149,7 +165,9 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelLowConfidence",
-            f"{LOW_CONFIDENCE_RATIO} > {a.low_confidence.max_share:g}",
+            LOW_CONFIDENCE_RATIO,
+            ">",
+            a.low_confidence.max_share,
             a.low_confidence.for_,
             a.low_confidence.severity,
             f"More than {a.low_confidence.max_share:.0%} of {{{{ $labels.model }}}} predictions "
@@ -160,7 +178,9 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelServerDown",
-            f'label_replace(up{{job=~"{model_jobs(spec)}"}}, "model", "$1", "job", "(.+)") == 0',
+            f'label_replace(up{{job=~"{model_jobs(spec)}"}}, "model", "$1", "job", "(.+)")',
+            "==",
+            0,
             a.server_down.for_,
             a.server_down.severity,
             "{{ $labels.model }} target {{ $labels.instance }} is down",
@@ -168,7 +188,9 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelNoTraffic",
-            f"sum by (model) (rate(model_requests_total[{a.no_traffic.window}])) == 0",
+            f"sum by (model) (rate(model_requests_total[{a.no_traffic.window}]))",
+            "==",
+            0,
             a.no_traffic.for_,
             a.no_traffic.severity,
             "{{ $labels.model }} receives no prediction requests",

@@ -21,6 +21,7 @@ from mlobs.spec import Spec, load_spec
 from native.processes import Service, free_port, start_all, stop_all
 from native.stack import ALERTMANAGER_BINARIES, NativeStack, Ports, StackOptions
 from tests.conftest import REPO, require_tool
+from tests.support.grafana import alert_rules, prometheus_queries
 
 pytestmark = pytest.mark.integration
 
@@ -168,6 +169,23 @@ def test_the_stack_is_scraped_and_records_rules(stack):
         return {r["metric"]["model"] for r in result} == {"anomaly-detector", "chatbot"}
 
     wait_for("request rates of both models recorded", rates_recorded)
+
+
+def _query_result(stack: NativeStack, promql: str) -> list:
+    response = httpx.get(
+        f"{stack.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=5
+    )
+    assert response.status_code == 200, f"{promql}: {response.text}"
+    return response.json()["data"]["result"]
+
+
+def test_every_dashboard_and_grafana_alert_query_returns_data(stack):
+    queries = [(f"{q.dashboard} / {q.panel}", q.promql()) for q in prometheus_queries()]
+    queries += [
+        (f"Grafana alert {r['title']}", r["data"][0]["model"]["expr"]) for r in alert_rules()
+    ]
+    for name, promql in queries:
+        wait_for(f"data for {name}: {promql}", lambda promql=promql: _query_result(stack, promql))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,158 @@
+"""The generated dashboards: official schemas, SDK round trip, PromQL that parses and reads only
+series that the servers export or the rules record, thresholds that are the alert thresholds."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import promql_parser
+import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models import dashboard as dm
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlobs.generate.expressions import recording_rules
+from mlobs.spec import load_spec
+from tests.conftest import REPO
+from tests.support.grafana import DASHBOARDS, dashboard, prometheus_queries, schema_dir
+from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
+
+SPEC = load_spec(REPO / "observability.yaml")
+# Series Prometheus itself attaches to every target.
+PROMETHEUS_SERIES = {"up", "scrape_duration_seconds"}
+
+
+def _validator(schema_file: str, definition: str | None = None) -> jsonschema.Validator:
+    schema = json.loads((schema_dir() / schema_file).read_text())
+    if definition is not None:
+        schema = {**schema, "$ref": f"#/definitions/{definition}"}
+    return jsonschema.Draft7Validator(schema)
+
+
+def _errors(validator: jsonschema.Validator, instance) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(instance)
+    ]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_validates_against_the_official_schema(path):
+    assert _errors(_validator("dashboard.jsonschema.json"), dashboard(path)) == []
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_panel_options_and_queries_validate_against_their_plugin_schemas(path):
+    for panel in dashboard(path)["panels"]:
+        if panel["type"] == "row":
+            continue
+        kind = panel["type"]
+        assert _errors(_validator(f"{kind}.jsonschema.json", "Options"), panel["options"]) == [], (
+            kind
+        )
+        custom = panel.get("fieldConfig", {}).get("defaults", {}).get("custom")
+        if custom is not None:
+            assert _errors(_validator(f"{kind}.jsonschema.json", "FieldConfig"), custom) == [], kind
+        for target in panel["targets"]:
+            plugin = target["datasource"]["type"]
+            assert _errors(_validator(f"{plugin}.jsonschema.json"), target) == [], panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_round_trips_through_the_sdk_models(path):
+    register_default_plugins()
+    text = path.read_text()
+    decoded = dm.Dashboard.from_json(json.loads(text))
+    assert JSONEncoder(sort_keys=True, indent=2).encode(decoded) + "\n" == text
+
+
+def test_every_panel_has_a_unit_a_unique_id_and_says_it_is_generated():
+    for path in DASHBOARDS:
+        board = dashboard(path)
+        assert "make generate" in board["description"]
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in board["panels"]:
+            if panel["type"] not in ("row", "logs"):
+                assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+
+
+def test_every_prometheus_query_parses():
+    queries = prometheus_queries()
+    assert len(queries) > 15
+    for query in queries:
+        try:
+            promql_parser.parse(query.promql())
+        except Exception as exc:  # the parser raises its own error types
+            pytest.fail(f"{query.dashboard} / {query.panel}: {exc}\n{query.promql()}")
+
+
+def _exported_series(serve, anomaly_model, chatbot_model) -> set[str]:
+    names = set()
+    for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
+        with serve(model) as client:
+            client.post("/predict", json=body)
+            text = client.get("/metrics").text
+        names |= {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    return names
+
+
+def test_queries_read_only_exported_or_recorded_series(serve, anomaly_model, chatbot_model):
+    known = (
+        _exported_series(serve, anomaly_model, chatbot_model)
+        | {r.record for r in recording_rules(SPEC)}
+        | PROMETHEUS_SERIES
+    )
+    for query in prometheus_queries():
+        names: list[str] = []
+        promql_parser.walk(
+            promql_parser.parse(query.promql()),
+            lambda node, names=names: (
+                names.append(node.name) if isinstance(node, promql_parser.VectorSelector) else None
+            ),
+        )
+        assert names, query.expr
+        assert set(names) <= known, f"{query.panel}: unknown series {set(names) - known}"
+
+
+def _threshold_steps(uid: str, title: str) -> list[float]:
+    board = dashboard(REPO / f"grafana/dashboards/{uid}.json")
+    panel = next(p for p in board["panels"] if p["title"] == title)
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
+    return [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
+
+
+def test_threshold_lines_are_the_alert_thresholds():
+    a = SPEC.alerts
+    assert _threshold_steps("ml-model-health", "Server error ratio") == [
+        a.error_rate.threshold_ratio
+    ]
+    assert _threshold_steps("ml-model-health", "Latency p50 / p90 / p99") == [
+        a.latency.threshold_seconds
+    ]
+    assert _threshold_steps("ml-model-health", "Low-confidence share") == [
+        a.low_confidence.max_share
+    ]
+    assert _threshold_steps("ml-drift", "PSI per feature") == [a.drift.psi_threshold]
+
+
+def test_model_panels_link_to_kibana_filtered_by_model():
+    board = dashboard(REPO / "grafana/dashboards/ml-model-health.json")
+    links = [
+        link["url"]
+        for panel in board["panels"]
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+    assert links and all(url.startswith(SPEC.kibana_url + "/app/discover") for url in links)
+    assert all("${__field.labels.model}" in url for url in links)
+
+
+def test_logs_panel_reads_low_confidence_events_from_elasticsearch():
+    board = dashboard(REPO / "grafana/dashboards/ml-model-health.json")
+    [panel] = [p for p in board["panels"] if p["type"] == "logs"]
+    [target] = panel["targets"]
+    assert target["datasource"]["uid"] == "elasticsearch"
+    assert "tags:low_confidence" in target["query"]
+    assert target["metrics"][0]["type"] == "logs"
