@@ -10,6 +10,8 @@ from mlobs.generate import (
     alertmanager_config,
     grafana_alerting,
     grafana_dashboards,
+    kibana_objects,
+    logstash_pipeline,
     prometheus_config,
     prometheus_rules,
     prometheus_tests,
@@ -17,7 +19,7 @@ from mlobs.generate import (
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, SpecError, load_spec
 
 
-def render_all(spec: Spec) -> dict[Path, str]:
+def render_all(spec: Spec, root: Path = Path(".")) -> dict[Path, str]:
     """Every generated file, by path relative to the repository root."""
     rules = prometheus_rules.render(spec)
     # promtool resolves rule files relative to the test file.
@@ -30,6 +32,8 @@ def render_all(spec: Spec) -> dict[Path, str]:
         **alertmanager_config.render(spec),
         **dashboards,
         **grafana_alerting.render(spec, dashboards),
+        **logstash_pipeline.render(spec),
+        **kibana_objects.render(root),
     }
 
 
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if a file is stale")
     args = parser.parse_args(argv)
     try:
-        rendered = render_all(load_spec(args.spec))
+        rendered = render_all(load_spec(args.spec), args.root)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

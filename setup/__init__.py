@@ -1,0 +1,1 @@
+"""One-shot, idempotent setup of Elasticsearch and Kibana for the inference log pipeline."""

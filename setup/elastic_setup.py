@@ -1,0 +1,253 @@
+"""Elasticsearch and Kibana setup for the inference log pipeline.
+
+Waits for Elasticsearch, sets the `kibana_system` password, installs the ILM policy, component
+and index templates of the data stream, the writer and reader roles and users, then waits for
+Kibana and imports the saved objects. Every call is a PUT or an overwriting import, so a second
+run changes nothing. Each failure names the step and what the server said.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+ELASTICSEARCH_DIR = REPO / "elasticsearch"
+SAVED_OBJECTS = REPO / "kibana" / "saved-objects.ndjson"
+ILM_POLICY = "mlobs-inference"
+MAPPINGS_TEMPLATE = "mlobs-inference-mappings"
+SETTINGS_TEMPLATE = "mlobs-inference-settings"
+INDEX_TEMPLATE = "logs-mlobs.inference"
+WRITER_ROLE = "mlobs_inference_writer"
+READER_ROLE = "mlobs_inference_reader"
+
+
+class SetupError(RuntimeError):
+    """A setup step failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class SetupConfig:
+    """Where the servers are and the credentials to create, from the environment (.env)."""
+
+    elasticsearch_url: str
+    kibana_url: str
+    elastic_password: str
+    kibana_system_password: str
+    writer_user: str
+    writer_password: str
+    reader_user: str
+    reader_password: str
+    rollover_age: str = "1d"
+    delete_age: str = "30d"
+    timeout: float = 300.0
+    poll_interval: float = 2.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SetupConfig:
+        """Read the configuration; SetupError names every missing variable."""
+        env = os.environ if env is None else env
+        required = {
+            "elastic_password": "ELASTIC_PASSWORD",
+            "kibana_system_password": "KIBANA_SYSTEM_PASSWORD",
+            "writer_password": "LOGSTASH_WRITER_PASSWORD",
+            "reader_password": "GRAFANA_ES_PASSWORD",
+        }
+        missing = [var for var in required.values() if not env.get(var)]
+        if missing:
+            raise SetupError(f"missing environment variables: {', '.join(missing)} (see .env)")
+        return cls(
+            elasticsearch_url=env.get("ELASTICSEARCH_URL", "http://elasticsearch:9200"),
+            kibana_url=env.get("KIBANA_URL", "http://kibana:5601"),
+            writer_user=env.get("LOGSTASH_WRITER_USER", "mlobs_logstash_writer"),
+            reader_user=env.get("GRAFANA_ES_USER", "mlobs_grafana_reader"),
+            rollover_age=env.get("MLOBS_LOGS_ROLLOVER_AGE", cls.rollover_age),
+            delete_age=env.get("MLOBS_LOGS_DELETE_AGE", cls.delete_age),
+            timeout=float(env.get("SETUP_TIMEOUT_SECONDS", cls.timeout)),
+            **{field: env[var] for field, var in required.items()},
+        )
+
+
+def load_json(name: str) -> dict[str, Any]:
+    return json.loads((ELASTICSEARCH_DIR / name).read_text())
+
+
+def ilm_policy(config: SetupConfig) -> dict[str, Any]:
+    """The ILM policy with the configured rollover and delete ages."""
+    policy = load_json("ilm-policy.json")
+    phases = policy["policy"]["phases"]
+    phases["hot"]["actions"]["rollover"]["max_age"] = config.rollover_age
+    phases["delete"]["min_age"] = config.delete_age
+    return policy
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("reason") or error.get("type") or error)
+    return str(error or body)[:300]
+
+
+class ElasticSetup:
+    """Runs the setup steps against one Elasticsearch and one Kibana."""
+
+    def __init__(self, config: SetupConfig, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.log = log or (lambda line: print(line, flush=True))
+        auth = ("elastic", config.elastic_password)
+        self.es = httpx.Client(base_url=config.elasticsearch_url, auth=auth, timeout=30)
+        self.kibana = httpx.Client(
+            base_url=config.kibana_url, auth=auth, timeout=60, headers={"kbn-xsrf": "true"}
+        )
+
+    def close(self) -> None:
+        self.es.close()
+        self.kibana.close()
+
+    def _wait(self, what: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.config.timeout
+        next_note = time.monotonic()
+        while True:
+            try:
+                if ready():
+                    return
+                last = "not ready yet"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise SetupError(f"{what} not ready after {self.config.timeout:.0f}s ({last})")
+            if time.monotonic() >= next_note:
+                self.log(f"  waiting for {what} ({last})")
+                next_note += 15
+            time.sleep(self.config.poll_interval)
+
+    def _elasticsearch_ready(self) -> bool:
+        response = self.es.get(
+            "/_cluster/health", params={"wait_for_status": "yellow", "timeout": "1s"}
+        )
+        if response.status_code == 401:
+            raise SetupError(
+                "Elasticsearch refused the elastic user: is ELASTIC_PASSWORD the one "
+                "the cluster was created with? (a changed password needs `make clean`)"
+            )
+        return response.status_code == 200
+
+    def _kibana_ready(self) -> bool:
+        response = self.kibana.get("/api/status")
+        if response.status_code != 200:
+            return False
+        return response.json().get("status", {}).get("overall", {}).get("level") == "available"
+
+    def _put(self, step: str, path: str, body: dict[str, Any]) -> None:
+        response = self.es.put(path, json=body)
+        if not response.is_success:
+            raise SetupError(
+                f"{step}: HTTP {response.status_code} from {path}: {_reason(response)}"
+            )
+        self.log(f"  ok  {step}")
+
+    def _post(self, step: str, path: str, body: dict[str, Any]) -> None:
+        response = self.es.post(path, json=body)
+        if not response.is_success:
+            raise SetupError(
+                f"{step}: HTTP {response.status_code} from {path}: {_reason(response)}"
+            )
+        self.log(f"  ok  {step}")
+
+    def configure_elasticsearch(self) -> None:
+        c = self.config
+        self._post(
+            "kibana_system password",
+            "/_security/user/kibana_system/_password",
+            {"password": c.kibana_system_password},
+        )
+        self._put("ILM policy", f"/_ilm/policy/{ILM_POLICY}", ilm_policy(c))
+        self._put(
+            "mappings template",
+            f"/_component_template/{MAPPINGS_TEMPLATE}",
+            load_json("component-template.json"),
+        )
+        self._put(
+            "settings template",
+            f"/_component_template/{SETTINGS_TEMPLATE}",
+            load_json("component-template-settings.json"),
+        )
+        self._put(
+            "index template", f"/_index_template/{INDEX_TEMPLATE}", load_json("index-template.json")
+        )
+        self._put("writer role", f"/_security/role/{WRITER_ROLE}", load_json("role-writer.json"))
+        self._put("reader role", f"/_security/role/{READER_ROLE}", load_json("role-reader.json"))
+        self._put(
+            f"user {c.writer_user}",
+            f"/_security/user/{c.writer_user}",
+            {
+                "password": c.writer_password,
+                "roles": [WRITER_ROLE],
+                "full_name": "Logstash writer of the inference data stream",
+            },
+        )
+        self._put(
+            f"user {c.reader_user}",
+            f"/_security/user/{c.reader_user}",
+            {
+                "password": c.reader_password,
+                "roles": [READER_ROLE],
+                "full_name": "Grafana reader of the inference data stream",
+            },
+        )
+
+    def import_saved_objects(self, path: Path = SAVED_OBJECTS) -> int:
+        """Import the NDJSON with overwrite; the API answers 200 even when objects fail, so the
+        `success` flag in the body decides."""
+        response = self.kibana.post(
+            "/api/saved_objects/_import",
+            params={"overwrite": "true"},
+            files={"file": (path.name, path.read_bytes(), "application/ndjson")},
+        )
+        if not response.is_success:
+            raise SetupError(
+                f"saved objects import: HTTP {response.status_code}: {_reason(response)}"
+            )
+        body = response.json()
+        if not body.get("success"):
+            problems = "; ".join(
+                f"{e.get('type')}/{e.get('id')}: {e.get('error', {}).get('type', e.get('error'))}"
+                for e in body.get("errors", [])
+            )
+            raise SetupError(f"saved objects import reported failures: {problems or body}")
+        self.log(f"  ok  saved objects ({body.get('successCount', 0)} imported)")
+        return int(body.get("successCount", 0))
+
+    def run(self) -> None:
+        self.log(f"setup: waiting for Elasticsearch at {self.config.elasticsearch_url}")
+        self._wait("Elasticsearch", self._elasticsearch_ready)
+        self.configure_elasticsearch()
+        self.log(f"setup: waiting for Kibana at {self.config.kibana_url}")
+        self._wait("Kibana", self._kibana_ready)
+        self.import_saved_objects()
+        self.log("setup: done")
+
+
+def main() -> None:
+    setup = ElasticSetup(SetupConfig.from_env())
+    try:
+        setup.run()
+    finally:
+        setup.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m setup is the entry point
+    main()
+    sys.exit(0)
