@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help up local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
+.PHONY: help check-docker up down clean ps logs scale test-e2e local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -18,31 +18,68 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-up: ## Start the whole stack in Docker
-	@if [ ! -f docker-compose.yml ]; then \
-		echo "docker-compose.yml is not there yet: the Docker stack is still being built."; \
-		echo "Run the model servers natively instead: make run-anomaly / make run-chatbot."; \
-		exit 1; \
-	fi
+COMPOSE := docker compose
+DOCKER_HINT := Without Docker, `make local` runs the model servers, Prometheus, Alertmanager and alert-sink natively.
+
+check-docker:
+	@command -v docker >/dev/null || { echo "Docker is not installed. $(DOCKER_HINT)"; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "Docker Compose v2 (docker compose) is missing. $(DOCKER_HINT)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "The Docker daemon is not running (docker info failed). $(DOCKER_HINT)"; exit 1; }
+
+.env: .env.example
+	@python3 docker/make_env.py
+
+up: check-docker .env ## Start the whole stack in Docker and wait until every service is healthy
+	@echo ">> building and starting (first run: images download, Elasticsearch and Kibana take a few minutes)"
+	$(COMPOSE) up --detach --build --wait --wait-timeout 900
+	@echo ""
+	@echo "The stack is up (credentials are in .env):"
+	@echo "  Grafana        http://127.0.0.1:3000   user admin, password GRAFANA_ADMIN_PASSWORD"
+	@echo "  Kibana         http://127.0.0.1:5601   user elastic, password ELASTIC_PASSWORD"
+	@echo "  Prometheus     http://127.0.0.1:9090"
+	@echo "  Alertmanager   http://127.0.0.1:9093"
+	@echo "  alert-sink     http://127.0.0.1:8003/alerts"
+	@echo "  models         http://127.0.0.1:8001 (anomaly-detector)  http://127.0.0.1:8002 (chatbot)"
+
+down: check-docker ## Stop the stack (keeps data volumes)
+	$(COMPOSE) down
+
+clean: check-docker ## Stop the stack and delete its volumes (needed after changing a password in .env)
+	$(COMPOSE) down --volumes --remove-orphans
+
+ps: check-docker ## Status and health of every service
+	$(COMPOSE) ps
+
+logs: check-docker ## Follow the logs of every service (SERVICE=name for one)
+	$(COMPOSE) logs --follow --tail 100 $(SERVICE)
+
+MODEL ?= chatbot
+N ?= 3
+scale: check-docker .env ## Run N replicas of MODEL (host ports of the model servers are dropped)
+	$(COMPOSE) -f docker-compose.yml -f docker/compose.scale.yml up --detach --wait --scale $(MODEL)=$(N)
+
+test-e2e: $(STAMP) ## End-to-end tests against the Docker stack (boots it; needs Docker)
+	$(PY) -m pytest tests/e2e -v
 
 local: $(STAMP) ## Run the stack natively (servers, Prometheus, Alertmanager, alert-sink) until Ctrl-C
 	$(PY) -m native
 
-# Load and chaos against the running stack (make local); each runs for LOAD_SECONDS.
+# Load and chaos against the running stack (make local or make up); each runs for LOAD_SECONDS.
+# The fault token: $$MLOBS_ADMIN_TOKEN, else the native stack's .local/admin-token, else .env's.
 LOAD_SECONDS ?= 300
-TOKEN_FILE := .local/admin-token
-LOADGEN = $(PY) -m services.loadgen --duration $(LOAD_SECONDS) $(if $(wildcard $(TOKEN_FILE)),--admin-token-file $(TOKEN_FILE))
+ADMIN_TOKEN = $(or $(MLOBS_ADMIN_TOKEN),$(shell cat .local/admin-token 2>/dev/null),$(shell sed -n 's/^MLOBS_ADMIN_TOKEN=//p' .env 2>/dev/null))
+LOADGEN = MLOBS_ADMIN_TOKEN='$(ADMIN_TOKEN)' $(PY) -m services.loadgen --duration $(LOAD_SECONDS)
 
 load: $(STAMP) ## Steady traffic to both model servers
-	$(LOADGEN) --scenario steady --rate 10
+	@$(LOADGEN) --scenario steady --rate 10
 chaos-latency: $(STAMP) ## 800 ms extra latency: ModelP99LatencyHigh fires
-	$(LOADGEN) --scenario latency --rate 5
+	@$(LOADGEN) --scenario latency --rate 5
 chaos-errors: $(STAMP) ## 20 % server errors: ModelErrorRateHigh fires
-	$(LOADGEN) --scenario errors --rate 10
+	@$(LOADGEN) --scenario errors --rate 10
 chaos-drift: $(STAMP) ## Inputs from a shifted distribution: ModelFeatureDriftHigh fires
-	$(LOADGEN) --scenario drift --rate 10
+	@$(LOADGEN) --scenario drift --rate 10
 chaos-reset: $(STAMP) ## Clear injected faults on both servers
-	$(LOADGEN) --reset-faults
+	@$(LOADGEN) --reset-faults
 
 test: $(STAMP) ## Create .venv, install, lint and run every test this machine can run
 	$(PY) -m ruff check .

@@ -127,7 +127,9 @@ def _window(spec: Spec, alert_name: str) -> str:
     }[alert_name]
 
 
-def render(spec: Spec, dashboards: dict[Path, str]) -> dict[Path, str]:
+def render(
+    spec: Spec, dashboards: dict[Path, str], group_interval: str = GROUP_INTERVAL
+) -> dict[Path, str]:
     """The three alerting files, by path relative to the repository root."""
 
     def link(name: str) -> tuple[str, int]:
@@ -142,7 +144,7 @@ def render(spec: Spec, dashboards: dict[Path, str]) -> dict[Path, str]:
                 "orgId": 1,
                 "name": "ml-models",
                 "folder": FOLDER,
-                "interval": GROUP_INTERVAL,
+                "interval": group_interval,
                 "rules": rules,
             }
         ],

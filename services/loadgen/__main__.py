@@ -155,6 +155,8 @@ class LoadGenerator:
                     next_arrival[model] += self.arrivals.expovariate(args.rate)
                     if time.monotonic() >= next_report:
                         print(f"[{time.monotonic() - start:5.0f}s] {self.stats.line()}", flush=True)
+                        if args.heartbeat_file is not None:
+                            args.heartbeat_file.touch()  # the container healthcheck reads it
                         next_report += args.progress
             finally:
                 if self._tasks:
@@ -195,6 +197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="per request, in seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--heartbeat-file",
+        type=Path,
+        help="touched at every progress line (for a container healthcheck)",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0:
         parser.error("--rate must be greater than 0")

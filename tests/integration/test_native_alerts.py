@@ -9,54 +9,22 @@ module runs in a few minutes.
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from mlobs.generate.alertmanager_config import AlertmanagerSetup
-from mlobs.spec import Spec, load_spec
 from native.processes import Service, free_port, start_all, stop_all
 from native.stack import ALERTMANAGER_BINARIES, NativeStack, Ports, StackOptions
-from tests.conftest import REPO, require_tool
+from tests.conftest import require_tool
 from tests.support.grafana import alert_rules, prometheus_queries
+from tests.support.short_spec import short_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-SHORT_SPEC_CHANGES = {
-    "latency": {"window": "10s", "for": "2s"},
-    "error_rate": {"window": "10s", "for": "2s"},
-    "drift": {"window": "20s", "for": "2s", "min_samples": 50},
-    "low_confidence": {"window": "10s", "for": "2s"},
-    "server_down": {"for": "2s"},
-    "no_traffic": {"window": "10s", "for": "5s"},
-}
 STEADY_RATE = 8.0  # requests per second per server: enough values for PSI in a 20 s window
-WAIT = 60.0  # seconds any one condition may take
-
-
-def short_spec() -> Spec:
-    data = load_spec(REPO / "observability.yaml").model_dump(by_alias=True)
-    for alert, changes in SHORT_SPEC_CHANGES.items():
-        data["alerts"][alert].update(changes)
-    return Spec.model_validate(data)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except httpx.HTTPError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +103,7 @@ class Observer:
         wait_for(
             f"{self.alertname} gone from Prometheus",
             lambda: self.prometheus_state() is None,
-            timeout=2 * WAIT,
+            timeout=120,
         )
         wait_for(f"{self.alertname} resolution delivered", lambda: self.delivered("resolved"))
 

@@ -75,3 +75,27 @@ def test_native_stack_configs_pass_promtool_and_amtool(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_e2e_override_configs_pass_promtool_amtool_and_grafana_rules(tmp_path):
+    from tests.support.e2e_config import render_e2e_config
+
+    render_e2e_config(tmp_path / "e2e")
+    config = tmp_path / "e2e/prometheus.yml"
+    config.write_text(
+        config.read_text().replace("/etc/prometheus/rules", str(tmp_path / "e2e/rules"))
+    )
+    assert _promtool("check", "config", str(config)).returncode == 0
+    result = subprocess.run(
+        [require_tool("amtool"), "check-config", str(tmp_path / "e2e/alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout
+    import yaml
+
+    groups = yaml.safe_load((tmp_path / "e2e/grafana-alerting/alert-rules.yml").read_text())[
+        "groups"
+    ]
+    assert all(g["interval"] == "10s" for g in groups)
