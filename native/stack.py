@@ -11,7 +11,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -118,10 +118,7 @@ class NativeStack:
             evaluation_interval=o.evaluation_interval,
         )
         (config / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(o.spec, setup)))
-        am = o.alertmanager or AlertmanagerSetup(sink_url="")
-        am = AlertmanagerSetup(
-            _url(o.ports.alert_sink), am.group_wait, am.group_interval, am.repeat_interval
-        )
+        am = replace(o.alertmanager or AlertmanagerSetup(""), sink_url=_url(o.ports.alert_sink))
         (config / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(o.spec, am)))
 
     def model_server(self, name: str) -> ServiceSpec:

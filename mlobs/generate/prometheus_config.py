@@ -71,9 +71,11 @@ def prometheus_config(spec: Spec, setup: PrometheusSetup) -> dict[str, Any]:
     }
 
 
-def render(spec: Spec) -> dict[Path, str]:
-    """The compose configuration (service names resolve through Docker's DNS)."""
-    setup = PrometheusSetup(
+def compose_setup(
+    spec: Spec, scrape_interval: str = "15s", evaluation_interval: str = "15s"
+) -> PrometheusSetup:
+    """Prometheus inside compose: service names resolve through Docker's DNS."""
+    return PrometheusSetup(
         model_targets={m.name: f"{m.name}:{COMPOSE_PORT}" for m in spec.models},
         other_targets={
             "prometheus": "localhost:9090",
@@ -82,6 +84,12 @@ def render(spec: Spec) -> dict[Path, str]:
         },
         alertmanager="alertmanager:9093",
         rule_files=["/etc/prometheus/rules/*.yml"],
+        scrape_interval=scrape_interval,
+        evaluation_interval=evaluation_interval,
         dns_discovery=True,
     )
-    return {COMPOSE_FILE: dump(prometheus_config(spec, setup))}
+
+
+def render(spec: Spec) -> dict[Path, str]:
+    """The compose configuration."""
+    return {COMPOSE_FILE: dump(prometheus_config(spec, compose_setup(spec)))}

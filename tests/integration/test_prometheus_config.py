@@ -11,6 +11,16 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _amtool_check(path) -> None:
+    result = subprocess.run(
+        [require_tool("amtool"), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_check_rules_accepts_every_rule_file():
     files = sorted(str(p) for p in (REPO / "prometheus/rules").glob("*.yml"))
     assert files
@@ -51,13 +61,7 @@ def test_compose_prometheus_config_passes_promtool(tmp_path):
 
 
 def test_alertmanager_config_passes_amtool():
-    result = subprocess.run(
-        [require_tool("amtool"), "check-config", str(REPO / "alertmanager/alertmanager.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _amtool_check(str(REPO / "alertmanager/alertmanager.yml"))
 
 
 def test_native_stack_configs_pass_promtool_and_amtool(tmp_path):
@@ -68,13 +72,7 @@ def test_native_stack_configs_pass_promtool_and_amtool(tmp_path):
     stack = NativeStack(StackOptions(spec=spec, ports=Ports.from_spec(spec), data_dir=tmp_path))
     stack.render()
     assert _promtool("check", "config", str(tmp_path / "config/prometheus.yml")).returncode == 0
-    result = subprocess.run(
-        [require_tool("amtool"), "check-config", str(tmp_path / "config/alertmanager.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout
+    _amtool_check(str(tmp_path / "config/alertmanager.yml"))
 
 
 def test_e2e_override_configs_pass_promtool_amtool_and_grafana_rules(tmp_path):
@@ -86,13 +84,7 @@ def test_e2e_override_configs_pass_promtool_amtool_and_grafana_rules(tmp_path):
         config.read_text().replace("/etc/prometheus/rules", str(tmp_path / "e2e/rules"))
     )
     assert _promtool("check", "config", str(config)).returncode == 0
-    result = subprocess.run(
-        [require_tool("amtool"), "check-config", str(tmp_path / "e2e/alertmanager.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout
+    _amtool_check(str(tmp_path / "e2e/alertmanager.yml"))
     import yaml
 
     groups = yaml.safe_load((tmp_path / "e2e/grafana-alerting/alert-rules.yml").read_text())[

@@ -9,7 +9,7 @@ import yaml
 
 from mlobs.generate import grafana_alerting, grafana_dashboards, prometheus_rules
 from mlobs.generate.alertmanager_config import AlertmanagerSetup, alertmanager_config
-from mlobs.generate.prometheus_config import COMPOSE_PORT, PrometheusSetup, prometheus_config
+from mlobs.generate.prometheus_config import compose_setup, prometheus_config
 from tests.support.short_spec import short_spec
 
 E2E_CHANGES = {  # short, but long enough for 5 s scrapes and Grafana's 10 s evaluations
@@ -32,19 +32,7 @@ def render_e2e_config(target: Path) -> None:
     )
     for path, text in prometheus_rules.render(spec).items():
         (target / "rules" / path.name).write_text(text)
-    setup = PrometheusSetup(
-        model_targets={m.name: f"{m.name}:{COMPOSE_PORT}" for m in spec.models},
-        other_targets={
-            "prometheus": "localhost:9090",
-            "alertmanager": "alertmanager:9093",
-            "alert-sink": f"alert-sink:{COMPOSE_PORT}",
-        },
-        alertmanager="alertmanager:9093",
-        rule_files=["/etc/prometheus/rules/*.yml"],
-        scrape_interval="5s",
-        evaluation_interval="5s",
-        dns_discovery=True,
-    )
+    setup = compose_setup(spec, scrape_interval="5s", evaluation_interval="5s")
     (target / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(spec, setup)))
     am = AlertmanagerSetup(
         "http://alert-sink:8080", group_wait="5s", group_interval="10s", repeat_interval="1h"
