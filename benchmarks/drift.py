@@ -44,7 +44,7 @@ def update_cost(requests: int = 50_000) -> dict[str, float]:
     plain = DriftMonitor(model.baseline)
     live = DriftMonitor(model.baseline)
     metrics = ModelMetrics(CollectorRegistry(), model.name, model.version, model.labels)
-    live.export = metrics._live_drift_counters(model.baseline)
+    live.export = metrics.live_drift_counters(model.baseline)
 
     def run(monitor: DriftMonitor) -> Callable[[], None]:
         return lambda: [monitor.observe(v) for v in values]

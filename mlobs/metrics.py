@@ -166,11 +166,12 @@ class ModelMetrics:
             for label, ratio in zip(feature.bins.labels, feature.proportions, strict=True):
                 self.baseline_ratio.labels(self.model, name, label).set(ratio)
         if multiprocess_dir():
-            monitor.export = self._live_drift_counters(monitor.baseline)
+            monitor.export = self.live_drift_counters(monitor.baseline)
         else:
             self.registry.register(DriftCollector(self.model, monitor))
 
-    def _live_drift_counters(self, baseline: Baseline) -> DriftExport:
+    def live_drift_counters(self, baseline: Baseline) -> DriftExport:
+        """prometheus_client counters for every drift bin, for a monitor to update directly."""
         bins = Counter(BIN_COUNTER, BIN_HELP, ["model", "feature", "bin"], registry=self.registry)
         outside = Counter(
             OUT_OF_RANGE_COUNTER, OUT_OF_RANGE_HELP, ["model", "feature"], registry=self.registry
