@@ -92,7 +92,7 @@ format: $(STAMP) ## ruff format and fix imports
 	$(PY) -m ruff check --fix --select I .
 	$(PY) -m ruff format .
 
-generate: $(STAMP) ## Render Prometheus rules, tests and configs, Alertmanager config from the spec
+generate: $(STAMP) ## Render every generated file (Prometheus, Alertmanager, Grafana, Logstash, Kibana)
 	$(PY) -m mlobs.generate
 
 train: $(STAMP) ## Retrain both sample models and rewrite their committed artifacts

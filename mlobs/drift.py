@@ -413,17 +413,8 @@ class DriftMonitor:
                 dict(self._totals.out_of_range),
             )
 
-    def counts(self) -> dict[str, np.ndarray]:
-        """Counts per feature and bin over the report window (previous + current)."""
-        with self._lock:
-            self._rotate()
-            return {
-                name: np.add(self._previous.counts[name], self._current.counts[name], dtype=float)
-                for name in self.baseline.features
-            }
-
-    def report(self) -> DriftReport:
-        """PSI, KS, JS, counts, out-of-range share and significance per feature."""
+    def _window(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Bin and out-of-range counts over the report window (previous + current)."""
         with self._lock:
             self._rotate()
             windows = (self._previous, self._current)
@@ -432,6 +423,15 @@ class DriftMonitor:
                 for n in self.baseline.features
             }
             outside = {n: sum(w.out_of_range[n] for w in windows) for n in self.baseline.features}
+        return counts, outside
+
+    def counts(self) -> dict[str, np.ndarray]:
+        """Counts per feature and bin over the report window (previous + current)."""
+        return self._window()[0]
+
+    def report(self) -> DriftReport:
+        """PSI, KS, JS, counts, out-of-range share and significance per feature."""
+        counts, outside = self._window()
         features = [
             self._feature_drift(f, counts[name], outside[name])
             for name, f in self.baseline.features.items()

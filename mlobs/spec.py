@@ -140,14 +140,6 @@ class Spec(_Strict):
     dashboard_url: str = "http://localhost:3000/d/ml-model-health"
     kibana_url: str = "http://localhost:5601"
 
-    def model(self, name: str) -> ModelSpec:
-        for model in self.models:
-            if model.name == name:
-                return model
-        raise KeyError(
-            f"model {name!r} is not in the spec (known: {[m.name for m in self.models]})"
-        )
-
 
 class SpecError(ValueError):
     """The spec file is missing or invalid; the message names the file and the offending key."""

@@ -150,16 +150,8 @@ class ElasticSetup:
             return False
         return response.json().get("status", {}).get("overall", {}).get("level") == "available"
 
-    def _put(self, step: str, path: str, body: dict[str, Any]) -> None:
-        response = self.es.put(path, json=body)
-        if not response.is_success:
-            raise SetupError(
-                f"{step}: HTTP {response.status_code} from {path}: {_reason(response)}"
-            )
-        self.log(f"  ok  {step}")
-
-    def _post(self, step: str, path: str, body: dict[str, Any]) -> None:
-        response = self.es.post(path, json=body)
+    def _put(self, step: str, path: str, body: dict[str, Any], method: str = "PUT") -> None:
+        response = self.es.request(method, path, json=body)
         if not response.is_success:
             raise SetupError(
                 f"{step}: HTTP {response.status_code} from {path}: {_reason(response)}"
@@ -168,10 +160,11 @@ class ElasticSetup:
 
     def configure_elasticsearch(self) -> None:
         c = self.config
-        self._post(
+        self._put(
             "kibana_system password",
             "/_security/user/kibana_system/_password",
             {"password": c.kibana_system_password},
+            method="POST",
         )
         self._put("ILM policy", f"/_ilm/policy/{ILM_POLICY}", ilm_policy(c))
         self._put(

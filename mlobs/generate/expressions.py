@@ -35,6 +35,7 @@ class Alert:
     severity: str
     summary: str
     description: str
+    window: str | None = None  # the range the query covers, if it has one
 
     @property
     def expr(self) -> str:
@@ -137,6 +138,7 @@ def alerts(spec: Spec) -> list[Alert]:
             f"p99 latency of {{{{ $labels.model }}}} is above {a.latency.threshold_seconds:g} s",
             f"The p99 latency of {{{{ $labels.model }}}} over {a.latency.window} is above "
             f"{a.latency.threshold_seconds:g} s.",
+            window=a.latency.window,
         ),
         Alert(
             "ModelErrorRateHigh",
@@ -151,6 +153,7 @@ def alerts(spec: Spec) -> list[Alert]:
             "requests with server errors",
             f"More than {a.error_rate.threshold_ratio:.0%} of prediction requests to "
             f"{{{{ $labels.model }}}} failed with a server error over {a.error_rate.window}.",
+            window=a.error_rate.window,
         ),
         Alert(
             "ModelFeatureDriftHigh",
@@ -162,6 +165,7 @@ def alerts(spec: Spec) -> list[Alert]:
             "Feature {{ $labels.feature }} of {{ $labels.model }} drifted from its training data",
             f"The population stability index of {{{{ $labels.feature }}}} against the training "
             f"baseline over {a.drift.window} is above {a.drift.psi_threshold:g}.",
+            window=a.drift.window,
         ),
         Alert(
             "ModelLowConfidence",
@@ -175,6 +179,7 @@ def alerts(spec: Spec) -> list[Alert]:
             f"More than {a.low_confidence.max_share:.0%} of predictions over "
             f"{a.low_confidence.window} have confidence at or below "
             f"{a.low_confidence.confidence_threshold:g}.",
+            window=a.low_confidence.window,
         ),
         Alert(
             "ModelServerDown",
@@ -196,5 +201,6 @@ def alerts(spec: Spec) -> list[Alert]:
             "{{ $labels.model }} receives no prediction requests",
             f"{{{{ $labels.model }}}} is up but answered no prediction request for "
             f"{a.no_traffic.window}.",
+            window=a.no_traffic.window,
         ),
     ]

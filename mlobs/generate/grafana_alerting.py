@@ -50,9 +50,10 @@ def rule_uid(alert_name: str) -> str:
     return f"mlobs-{alert_name.lower()}"[:40]
 
 
-def _rule(alert: x.Alert, spec: Spec, link: tuple[str, int]) -> dict[str, Any]:
+def _rule(alert: x.Alert, link: tuple[str, int]) -> dict[str, Any]:
     # The query looks back over the alert's window; expressions have no time range of their own.
-    lookback = int(duration_seconds(_window(spec, alert.name)))
+    assert alert.window is not None, f"{alert.name} has no window to look back over"
+    lookback = int(duration_seconds(alert.window))
     dashboard_uid, panel = link
     return {
         "uid": rule_uid(alert.name),
@@ -118,15 +119,6 @@ def _rule(alert: x.Alert, spec: Spec, link: tuple[str, int]) -> dict[str, Any]:
     }
 
 
-def _window(spec: Spec, alert_name: str) -> str:
-    a = spec.alerts
-    return {
-        "ModelP99LatencyHigh": a.latency.window,
-        "ModelErrorRateHigh": a.error_rate.window,
-        "ModelFeatureDriftHigh": a.drift.window,
-    }[alert_name]
-
-
 def render(
     spec: Spec, dashboards: dict[Path, str], group_interval: str = GROUP_INTERVAL
 ) -> dict[Path, str]:
@@ -136,7 +128,7 @@ def render(
         uid, title = GRAFANA_ALERTS[name]
         return uid, panel_id(dashboards[Path(f"grafana/dashboards/{uid}.json")], title)
 
-    rules = [_rule(a, spec, link(a.name)) for a in x.alerts(spec) if a.name in GRAFANA_ALERTS]
+    rules = [_rule(a, link(a.name)) for a in x.alerts(spec) if a.name in GRAFANA_ALERTS]
     groups = {
         "apiVersion": 1,
         "groups": [

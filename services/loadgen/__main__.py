@@ -43,9 +43,6 @@ class Stats:
         if seconds is not None:
             self.latencies.setdefault(model, []).append(seconds)
 
-    def count(self, model: str, outcome: str) -> int:
-        return self.outcomes[(model, outcome)]
-
     def line(self) -> str:
         parts = []
         for model in sorted({m for m, _ in self.outcomes}):
