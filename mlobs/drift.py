@@ -9,6 +9,8 @@ Counts add up across windows, replicas and workers, so PSI from summed counts is
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -42,6 +44,21 @@ def _float_array(values: Iterable[Value]) -> np.ndarray:
     if not isinstance(values, np.ndarray | list | tuple):
         values = list(values)
     return np.asarray(values, dtype=float)
+
+
+def _as_float(value: Value) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _live_float_array(values: list[Value]) -> np.ndarray:
+    """Live values as floats; anything that is not a number counts as missing (NaN)."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):  # e.g. a word where a number belongs: that value only
+        return np.array([_as_float(v) for v in values])
 
 
 def _finite(values: Iterable[Value], what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +105,10 @@ class NumericBins:
         return [*intervals, MISSING_BIN]
 
     def index(self, value: Value) -> int:
-        """Bin of one value: O(log bins), no numpy call (it runs on every request)."""
+        """Bin of one value (the same bins as `counts`)."""
         if value is None or value != value or isinstance(value, str):
             return len(self.edges) + 1
         return bisect_left(self.edges, value)
-
-    def out_of_range(self, value: Value) -> bool:
-        return isinstance(value, int | float) and (value < self.low or value > self.high)
 
     def counts(self, values: Iterable[Value]) -> np.ndarray:
         """Vectorised bin counts of many values (same bins as `index`)."""
@@ -102,6 +116,12 @@ class NumericBins:
         index = np.searchsorted(np.asarray(self.edges), array, side="left")
         index[np.isnan(array)] = len(self.edges) + 1
         return np.bincount(index, minlength=self.size).astype(float)
+
+    def tally(self, values: list[Value]) -> tuple[np.ndarray, int]:
+        """Bin counts of live values, and how many fall outside the training range."""
+        array = _live_float_array(values)
+        outside = np.count_nonzero((array < self.low) | (array > self.high))  # NaN: neither
+        return self.counts(array), int(outside)
 
 
 @dataclass(frozen=True)
@@ -135,14 +155,14 @@ class CategoricalBins:
             return len(self.categories) + 1
         return self._index.get(str(value), len(self.categories))
 
-    def out_of_range(self, value: Value) -> bool:
-        return value is not None and str(value) not in self._index
-
     def counts(self, values: Iterable[Value]) -> np.ndarray:
-        result = np.zeros(self.size)
-        for value in values:
-            result[self.index(value)] += 1
-        return result
+        index = [self.index(value) for value in values]
+        return np.bincount(np.asarray(index, dtype=np.intp), minlength=self.size).astype(float)
+
+    def tally(self, values: list[Value]) -> tuple[np.ndarray, int]:
+        """Bin counts of live values, and how many are unseen categories (`__other__`)."""
+        counts = self.counts(values)
+        return counts, int(counts[len(self.categories)])
 
 
 Bins = NumericBins | CategoricalBins
@@ -340,17 +360,35 @@ class DriftReport:
 
 
 class _Counts:
-    def __init__(self, baseline: Baseline) -> None:
-        self.counts = {name: [0] * f.bins.size for name, f in baseline.features.items()}
-        self.out_of_range = dict.fromkeys(baseline.features, 0)
+    """Bin counts and out-of-range counts per feature."""
+
+    def __init__(self, counts: dict[str, np.ndarray], out_of_range: dict[str, int]) -> None:
+        self.counts = counts
+        self.out_of_range = out_of_range
+
+    @classmethod
+    def zero(cls, baseline: Baseline) -> _Counts:
+        return cls(
+            {name: np.zeros(f.bins.size) for name, f in baseline.features.items()},
+            dict.fromkeys(baseline.features, 0),
+        )
+
+    def copy(self) -> _Counts:
+        return _Counts({n: c.copy() for n, c in self.counts.items()}, dict(self.out_of_range))
 
 
 class DriftMonitor:
     """Counts live values per baseline bin; thread-safe; reports drift on demand.
 
-    Counts are kept in two tumbling windows of `window_seconds`; a report covers the previous and
-    the current one, i.e. between one and two windows of recent traffic. Cumulative totals since
-    start are kept too, for export as counters (`totals`), and mirrored live to `export` if set.
+    A request only queues its values. Queued values are binned together, vectorised, once
+    `batch_size` have queued, when the oldest has waited `max_delay_seconds` (a timer on the
+    running event loop, if any), and before every read: per value that costs a small fraction of
+    binning each request on its own.
+
+    Counts are cumulative totals; windows are differences of totals. The monitor notes the totals
+    when each tumbling window of `window_seconds` begins, and a report covers the previous and the
+    current window, i.e. between one and two windows of recent traffic. Totals are exported as
+    counters (`totals`), and added to `export` at every binning if set.
     """
 
     def __init__(
@@ -360,69 +398,97 @@ class DriftMonitor:
         window_seconds: float = 3600.0,
         psi_threshold: float = 0.2,
         export: DriftExport | None = None,
+        batch_size: int = 256,
+        max_delay_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.baseline = baseline
         self.window_seconds = window_seconds
         self.psi_threshold = psi_threshold
         self.export = export
+        self.batch_size = batch_size
+        self.max_delay_seconds = max_delay_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._features = [(name, f.bins) for name, f in baseline.features.items()]
-        self._previous = _Counts(baseline)
-        self._current = _Counts(baseline)
-        self._totals = _Counts(baseline)
+        self._queue: list[Mapping[str, Value]] = []
+        self._oldest_queued = 0.0
+        self._totals = _Counts.zero(baseline)
+        # Totals when the previous and the current window began.
+        self._previous_start = self._current_start = self._totals.copy()
         self._window_started = clock()
 
     def observe(self, values: Mapping[str, Value]) -> None:
-        """Count one request's values; a feature absent from `values` counts as missing."""
-        export = self.export
-        with self._lock:
-            self._rotate()
-            window, totals = self._current, self._totals
-            for name, bins in self._features:
-                value = values.get(name)
-                index = bins.index(value)
-                window.counts[name][index] += 1
-                totals.counts[name][index] += 1
-                outside = bins.out_of_range(value)
-                if outside:
-                    window.out_of_range[name] += 1
-                    totals.out_of_range[name] += 1
-                if export is not None:
-                    export.bins[name][index].inc()
-                    if outside:
-                        export.out_of_range[name].inc()
+        """Count one request's values; a feature absent from `values` counts as missing.
 
-    def _rotate(self) -> None:
-        elapsed = self._clock() - self._window_started
+        `values` is kept until it is binned: do not change it afterwards.
+        """
+        now = self._clock()
+        with self._lock:
+            if now - self._window_started >= self.window_seconds:
+                self._catch_up(now)  # queued values belong to the window that just ended
+            queue = self._queue
+            queue.append(values)
+            if len(queue) == 1:
+                self._oldest_queued = now
+                self._flush_later()
+            if len(queue) >= self.batch_size or now - self._oldest_queued >= self.max_delay_seconds:
+                self._bin_queue()
+
+    def _flush_later(self) -> None:
+        # Under an event loop, queued values are binned within max_delay_seconds even when no
+        # further request comes: other workers' exported counters must not wait for traffic.
+        with contextlib.suppress(RuntimeError):  # no loop: the next observe or read bins them
+            asyncio.get_running_loop().call_later(self.max_delay_seconds, self.flush)
+
+    def flush(self) -> None:
+        """Bin every queued value now (reads do this themselves)."""
+        with self._lock:
+            self._catch_up(self._clock())
+
+    def _catch_up(self, now: float) -> None:
+        """Bin the queue, then start a new window if the current one has ended (lock held)."""
+        self._bin_queue()
+        elapsed = now - self._window_started
         if elapsed < self.window_seconds:
             return
+        totals = self._totals.copy()
         # Two or more windows idle: nothing recent is left to report.
-        self._previous = (
-            self._current if elapsed < 2 * self.window_seconds else _Counts(self.baseline)
-        )
-        self._current = _Counts(self.baseline)
-        self._window_started = self._clock()
+        self._previous_start = self._current_start if elapsed < 2 * self.window_seconds else totals
+        self._current_start = totals
+        self._window_started = now
+
+    def _bin_queue(self) -> None:
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        for name, feature in self.baseline.features.items():
+            counts, outside = feature.bins.tally([values.get(name) for values in queue])
+            self._totals.counts[name] += counts
+            self._totals.out_of_range[name] += outside
+            if self.export is not None:
+                self._export(name, counts, outside)
+
+    def _export(self, name: str, counts: np.ndarray, outside: int) -> None:
+        assert self.export is not None
+        for index in np.flatnonzero(counts):
+            self.export.bins[name][index].inc(float(counts[index]))
+        if outside:
+            self.export.out_of_range[name].inc(outside)
 
     def totals(self) -> tuple[dict[str, list[int]], dict[str, int]]:
         """Counts per feature and bin, and out-of-range counts, since the monitor started."""
         with self._lock:
-            return (
-                {name: list(c) for name, c in self._totals.counts.items()},
-                dict(self._totals.out_of_range),
-            )
+            self._catch_up(self._clock())
+            totals = self._totals.copy()
+        return {n: [int(x) for x in c] for n, c in totals.counts.items()}, totals.out_of_range
 
     def _window(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Bin and out-of-range counts over the report window (previous + current)."""
         with self._lock:
-            self._rotate()
-            windows = (self._previous, self._current)
-            counts = {
-                n: np.add(*(w.counts[n] for w in windows), dtype=float)
-                for n in self.baseline.features
-            }
-            outside = {n: sum(w.out_of_range[n] for w in windows) for n in self.baseline.features}
+            self._catch_up(self._clock())
+            totals, start = self._totals.copy(), self._previous_start
+        counts = {n: totals.counts[n] - start.counts[n] for n in totals.counts}
+        outside = {n: totals.out_of_range[n] - start.out_of_range[n] for n in totals.out_of_range}
         return counts, outside
 
     def counts(self) -> dict[str, np.ndarray]:

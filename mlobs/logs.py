@@ -7,6 +7,8 @@ collides with ECS `event.*` fields in Logstash and Elasticsearch.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -24,6 +26,7 @@ import structlog
 from mlobs.settings import Settings, SettingsError
 
 INFERENCE = "inference"
+_JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 _LEVEL_BY_STATUS = {"success": "info", "client_error": "warning", "server_error": "error"}
 
 
@@ -67,13 +70,24 @@ class RotatingFile:
 
 
 class JsonLinesSink:
-    """The structlog logger behind every mlobs event: writes each rendered JSON line to stdout and,
-    when configured, to a size-rotated file. Unbuffered writes to the file descriptors: a line is
-    in the file when the request ends, and there is no Python stream machinery in the way."""
+    """The structlog logger behind every mlobs event: writes each JSON line to stdout and, when
+    configured, to the log file.
+
+    Inside an event loop, lines are queued and written at the loop's next turn, together with the
+    other lines of that turn: under load that is one write per file per turn instead of two writes
+    per request, which cost more than everything else the instrumentation does. A line thus
+    reaches the file a moment after its response, never later than the loop's next turn. Outside
+    a loop, lines are written at once. `flush` writes what is queued; create_app calls it at
+    shutdown, and it runs at exit.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._file: RotatingFile | None = None
+        self._stdout: Any = None  # the sys.stdout that _stdout_fd belongs to
+        self._stdout_fd: int | None = None
+        self._queued: list[bytes] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
 
     def open(self, settings: Settings) -> None:
         """Start writing to the file in `settings` (or to stdout only); the old file is closed."""
@@ -88,28 +102,58 @@ class JsonLinesSink:
                     f"MLOBS_LOG_FILE={settings.log_file}: cannot open: {exc}"
                 ) from exc
         with self._lock:
+            self._write_queued()  # queued lines belong to the old file
             old, self._file = self._file, new_file
         if old is not None:
             old.close()
 
-    def msg(self, message: bytes) -> None:
-        line = message + b"\n"
+    def write_line(self, line: bytes) -> None:
+        """Write one complete line (ending in a newline) now, or at the loop's next turn."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         with self._lock:
-            _write_stdout(line)
-            if self._file is not None:
-                self._file.write(line)
+            self._queued.append(line)
+            if loop is None:
+                self._write_queued()
+            elif self._flush_loop is not loop:
+                self._flush_loop = loop
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the queued lines."""
+        with self._lock:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        self._flush_loop = None
+        if not self._queued:
+            return
+        data = b"".join(self._queued)
+        self._queued.clear()
+        if self._file is not None:
+            self._file.write(data)
+        if sys.stdout is not self._stdout:  # first line, or stdout was replaced (tests)
+            self._stdout = sys.stdout
+            self._stdout_fd = _fileno(sys.stdout)
+        if self._stdout_fd is None:
+            self._stdout.write(data.decode())
+        else:
+            _write_all(self._stdout_fd, data)
+
+    def msg(self, message: bytes) -> None:
+        self.write_line(message + b"\n")
 
     # structlog calls the method named after the level.
     debug = info = warning = error = critical = exception = msg
 
 
-def _write_stdout(line: bytes) -> None:
+def _fileno(stream: Any) -> int | None:
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout replaced by an in-memory stream
-        sys.stdout.write(line.decode())
-        return
-    _write_all(fd, line)
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream
+        return None
 
 
 class UtcTimestamper:
@@ -122,17 +166,27 @@ class UtcTimestamper:
         self._second = -1
         self._prefix = ""
 
-    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        now = time.time()
-        second = int(now)
+    def now(self) -> str:
+        """The current time, e.g. 2026-11-29T01:44:16.677852Z."""
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        # str(1000000 + micros)[1:] pads to six digits, cheaper than a format spec.
+        return self._prefix + str(1_000_000 + nanos // 1000)[1:] + "Z"
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict["timestamp"] = self.now()
         return event_dict
 
 
 _SINK = JsonLinesSink()
+atexit.register(_SINK.flush)
+
+
+def flush_logs() -> None:
+    """Write the log lines still queued (see JsonLinesSink)."""
+    _SINK.flush()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -177,25 +231,42 @@ class InferenceRecord:
 CURRENT_RECORD: ContextVar[InferenceRecord | None] = ContextVar("mlobs_record", default=None)
 
 
+def _json_fallback(value: Any) -> Any:
+    # Model code may hand over mappings that are not dicts, or values orjson does not know.
+    return dict(value) if isinstance(value, Mapping) else repr(value)
+
+
 class InferenceLog:
-    """Writes the one `inference` event per prediction request (DESIGN.md, Inference log event)."""
+    """Writes the one `inference` event per prediction request (DESIGN.md, Inference log event).
+
+    Same fields and sink as a structlog event, rendered directly with orjson: structlog's
+    processor chain cost as much as all the request's metrics together, once per request.
+    """
 
     def __init__(self, model: str, model_version: str) -> None:
-        self._logger = get_logger(model=model, model_version=model_version)
+        self.model = model
+        self.model_version = model_version
+        self._clock = UtcTimestamper()
 
     def write(self, record: InferenceRecord, latency_ms: float, status: str) -> None:
         """Log one finished request; errors carry `error_type`, opted-in raw input `input`."""
-        fields: dict[str, Any] = {
+        event: dict[str, Any] = {
+            "timestamp": self._clock.now(),
+            "level": _LEVEL_BY_STATUS[status],
+            "message": INFERENCE,
+            "model": self.model,
+            "model_version": self.model_version,
             "request_id": record.request_id,
             "input_hash": record.input_hash,
             "prediction": record.prediction,
             "confidence": record.confidence,
-            "latency_ms": round(latency_ms, 3),
+            # Microsecond precision; int() and a division cost a tenth of round(x, 3).
+            "latency_ms": int(latency_ms * 1000.0 + 0.5) / 1000.0,
             "status": status,
             "features": record.features,
         }
         if record.error_type is not None:
-            fields["error_type"] = record.error_type
+            event["error_type"] = record.error_type
         if record.raw_input is not None:
-            fields["input"] = record.raw_input
-        getattr(self._logger, _LEVEL_BY_STATUS[status])(INFERENCE, **fields)
+            event["input"] = record.raw_input
+        _SINK.write_line(orjson.dumps(event, default=_json_fallback, option=_JSON_OPTIONS))

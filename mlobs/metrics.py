@@ -8,7 +8,11 @@ drift bins come from the baseline. Children are resolved once so the request pat
 from __future__ import annotations
 
 import os
+import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import accumulate
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,8 +27,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from mlobs.drift import Baseline, DriftExport, DriftMonitor
 
@@ -83,8 +93,159 @@ class DriftCollector(Collector):
         yield out_of_range
 
 
+@dataclass(frozen=True)
+class Family:
+    """One request-path metric family of DESIGN.md: name, help, label names, buckets."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+
+MV = ("model", "model_version")
+REQUESTS = Family("model_requests_total", "Prediction requests by outcome.", (*MV, "status"))
+LATENCY = Family(
+    "model_latency_seconds",
+    "Time to answer a prediction request.",
+    MV,
+    LATENCY_BUCKETS,
+)
+PREDICTIONS = Family("model_predictions_total", "Predictions by predicted label.", (*MV, "label"))
+CONFIDENCE = Family("model_confidence", "Confidence of each prediction.", MV, CONFIDENCE_BUCKETS)
+IN_FLIGHT = Family("model_requests_in_flight", "Prediction requests being answered.", ("model",))
+
+
+class _LocalHistogram:
+    """Bucket counts (not yet cumulative) and sum of one histogram of this process."""
+
+    __slots__ = ("bounds", "counts", "family", "sum")
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+        self.bounds = family.buckets
+        self.counts = [0] * (len(family.buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def exported(self, labels: list[str]) -> HistogramMetricFamily:
+        bounds = [*map(floatToGoString, self.bounds), "+Inf"]
+        f = self.family
+        metric = HistogramMetricFamily(f.name, f.documentation, labels=f.labels)
+        metric.add_metric(labels, list(zip(bounds, accumulate(self.counts), strict=True)), self.sum)
+        return metric
+
+
+class LocalRequestMetrics(Collector):
+    """Request-path metrics of one process: plain numbers under one lock, read at scrape time.
+
+    prometheus_client takes a lock per sample and walks histogram buckets one by one: about three
+    times the cost per request of this (measured on the benchmark's model).
+    """
+
+    def __init__(self, model: str, version: str, labels: tuple[str, ...]) -> None:
+        self.model, self.version = model, version
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._requests = dict.fromkeys(STATUSES, 0)
+        self._predictions = dict.fromkeys(labels, 0)
+        self._latency = _LocalHistogram(LATENCY)
+        self._confidence = _LocalHistogram(CONFIDENCE)
+
+    def started(self) -> None:
+        """A prediction request has started (model_requests_in_flight)."""
+        with self._lock:
+            self._in_flight += 1
+
+    def finished(
+        self, status: str, latency_seconds: float, label: str | None, confidence: float | None
+    ) -> None:
+        """Count a finished request, its latency and its answer if it has one (label and
+        confidence); a label outside the declared set counts as `other`."""
+        latency, answers = self._latency, self._confidence
+        with self._lock:
+            self._in_flight -= 1
+            self._requests[status] += 1
+            # bisect_left finds the first bound >= the value: Prometheus' `le` bucket.
+            latency.counts[bisect_left(latency.bounds, latency_seconds)] += 1
+            latency.sum += latency_seconds
+            if label is not None and confidence is not None:
+                self._predictions[label if label in self._predictions else OTHER_LABEL] += 1
+                answers.counts[bisect_left(answers.bounds, confidence)] += 1
+                answers.sum += confidence
+
+    def collect(self) -> Iterator[Metric]:
+        mv = [self.model, self.version]
+        requests = CounterMetricFamily(
+            REQUESTS.name, REQUESTS.documentation, labels=REQUESTS.labels
+        )
+        predictions = CounterMetricFamily(
+            PREDICTIONS.name, PREDICTIONS.documentation, labels=PREDICTIONS.labels
+        )
+        in_flight = GaugeMetricFamily(
+            IN_FLIGHT.name, IN_FLIGHT.documentation, labels=IN_FLIGHT.labels
+        )
+        with self._lock:
+            for status, count in self._requests.items():
+                requests.add_metric([*mv, status], count)
+            for label, count in self._predictions.items():
+                predictions.add_metric([*mv, label], count)
+            in_flight.add_metric([self.model], self._in_flight)
+            histograms = [self._latency.exported(mv), self._confidence.exported(mv)]
+        yield from (requests, predictions, *histograms, in_flight)
+
+
+class SharedRequestMetrics:
+    """Request-path metrics in prometheus_client's multiprocess files, summed over workers."""
+
+    def __init__(
+        self, registry: CollectorRegistry, model: str, version: str, labels: tuple[str, ...]
+    ) -> None:
+        mv = (model, version)
+        requests = Counter(
+            REQUESTS.name, REQUESTS.documentation, REQUESTS.labels, registry=registry
+        )
+        predictions = Counter(
+            PREDICTIONS.name, PREDICTIONS.documentation, PREDICTIONS.labels, registry=registry
+        )
+        latency, confidence = (
+            Histogram(f.name, f.documentation, f.labels, buckets=f.buckets, registry=registry)
+            for f in (LATENCY, CONFIDENCE)
+        )
+        in_flight = Gauge(
+            IN_FLIGHT.name,
+            IN_FLIGHT.documentation,
+            IN_FLIGHT.labels,
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self._requests = {s: requests.labels(*mv, s) for s in STATUSES}
+        self._predictions = {label: predictions.labels(*mv, label) for label in labels}
+        self._latency = latency.labels(*mv)
+        self._confidence = confidence.labels(*mv)
+        self._in_flight = in_flight.labels(model)
+
+    def started(self) -> None:
+        self._in_flight.inc()
+
+    def finished(
+        self, status: str, latency_seconds: float, label: str | None, confidence: float | None
+    ) -> None:
+        self._in_flight.dec()
+        self._requests[status].inc()
+        self._latency.observe(latency_seconds)
+        if label is not None and confidence is not None:
+            self._predictions.get(label, self._predictions[OTHER_LABEL]).inc()
+            self._confidence.observe(confidence)
+
+
 class ModelMetrics:
-    """The metric families for one model version, registered in `registry`."""
+    """The metric families for one model version, registered in `registry`.
+
+    The request path calls `started` and `finished` once per prediction request. In one process
+    these are LocalRequestMetrics, read at scrape time; with several workers
+    (PROMETHEUS_MULTIPROC_DIR) a scrape reaches one worker only, so they are prometheus_client's
+    shared multiprocess metrics (SharedRequestMetrics).
+    """
 
     def __init__(
         self, registry: CollectorRegistry, model: str, version: str, labels: Iterable[str]
@@ -92,47 +253,27 @@ class ModelMetrics:
         self.registry = registry
         self.model = model
         self.version = version
-        mv = ("model", "model_version")
-        requests = Counter(
-            "model_requests_total",
-            "Prediction requests by outcome.",
-            [*mv, "status"],
-            registry=registry,
-        )
-        latency = Histogram(
-            "model_latency_seconds",
-            "Time to answer a prediction request.",
-            mv,
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        predictions = Counter(
-            "model_predictions_total",
-            "Predictions by predicted label.",
-            [*mv, "label"],
-            registry=registry,
-        )
-        confidence = Histogram(
-            "model_confidence",
-            "Confidence of each prediction.",
-            mv,
-            buckets=CONFIDENCE_BUCKETS,
-            registry=registry,
-        )
-        in_flight = Gauge(
-            "model_requests_in_flight",
-            "Prediction requests being answered.",
-            ["model"],
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
+        label_set = (*labels, OTHER_LABEL)
+        request_metrics: LocalRequestMetrics | SharedRequestMetrics
+        if multiprocess_dir():
+            request_metrics = SharedRequestMetrics(registry, model, version, label_set)
+        else:
+            request_metrics = LocalRequestMetrics(model, version, label_set)
+            registry.register(request_metrics)
+            # Process metrics are per process; not aggregated across workers.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            registry.register(GC_COLLECTOR)
+        self.started = request_metrics.started
+        self.finished = request_metrics.finished
         info = Gauge(
             "model_info",
             "Always 1; carries the served model version.",
-            mv,
+            MV,
             multiprocess_mode="max",
             registry=registry,
         )
+        info.labels(model, version).set(1)
         self.baseline_ratio = Gauge(
             "model_feature_baseline_ratio",
             "Share of the training baseline in each drift bin.",
@@ -140,19 +281,6 @@ class ModelMetrics:
             multiprocess_mode="max",
             registry=registry,
         )
-
-        self._requests = {s: requests.labels(model, version, s) for s in STATUSES}
-        self._latency = latency.labels(model, version)
-        self._predictions = {
-            label: predictions.labels(model, version, label) for label in (*labels, OTHER_LABEL)
-        }
-        self._confidence = confidence.labels(model, version)
-        self.in_flight = in_flight.labels(model)
-        info.labels(model, version).set(1)
-        if not multiprocess_dir():  # process metrics are per process; not aggregated across workers
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            registry.register(GC_COLLECTOR)
 
     def attach_drift(self, monitor: DriftMonitor) -> None:
         """Export the monitor's counts as model_feature_bin_total and
@@ -185,17 +313,6 @@ class ModelMetrics:
             },
             out_of_range={name: outside.labels(self.model, name) for name in baseline.features},
         )
-
-    def observe_request(self, status: str, latency_seconds: float) -> None:
-        """Count one finished prediction request and its latency."""
-        self._requests[status].inc()
-        self._latency.observe(latency_seconds)
-
-    def observe_prediction(self, label: str, confidence: float) -> None:
-        """Count one answer; a label outside the declared set is counted as `other`."""
-        counter = self._predictions.get(label) or self._predictions[OTHER_LABEL]
-        counter.inc()
-        self._confidence.observe(confidence)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""

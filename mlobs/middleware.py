@@ -93,7 +93,7 @@ class InferenceMiddleware:
             return
 
         start = perf_counter()
-        self.metrics.in_flight.inc()
+        self.metrics.started()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
@@ -102,8 +102,7 @@ class InferenceMiddleware:
             http_status = http_status or 500
             raise
         finally:
-            self.metrics.in_flight.dec()
             elapsed = perf_counter() - start
             status = status_of(http_status or 500)
-            self.metrics.observe_request(status, elapsed)
+            self.metrics.finished(status, elapsed, record.prediction, record.confidence)
             self.log.write(record, elapsed * 1000.0, status)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mlobs.logs import flush_logs
 from mlobs.model import ServedModel
 from mlobs.server import create_app
 from mlobs.settings import Settings
@@ -32,6 +33,14 @@ def require_tool(name: str) -> str:
             pytest.fail(f"MLOBS_REQUIRE_TOOLS=1 but {message}")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _write_queued_log_lines() -> Iterator[None]:
+    """A test's log lines still queued in a closed event loop are written during that test,
+    not in the middle of another test's output."""
+    yield
+    flush_logs()
 
 
 @pytest.fixture(scope="session")

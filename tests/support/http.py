@@ -7,6 +7,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlobs.logs import flush_logs
+
 
 def metric_samples(exposition: str) -> dict[tuple[str, frozenset], float]:
     """{(sample name, frozenset of label items): value} of a text exposition."""
@@ -36,7 +38,12 @@ def label_values(exposition: str, name: str, label: str) -> set[str]:
 
 
 def log_events(path: Path, message: str = "inference") -> list[dict]:
-    """The JSON events with this `message` in a log file (every line must be JSON)."""
+    """The JSON events with this `message` in a log file (every line must be JSON).
+
+    Lines this process has queued (JsonLinesSink writes at the event loop's next turn) are
+    written first, so in-process servers' lines are all there.
+    """
+    flush_logs()
     if not path.exists():
         return []
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

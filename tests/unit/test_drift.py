@@ -13,6 +13,7 @@ from mlobs.drift import (
     OTHER_CATEGORY,
     Baseline,
     CategoricalBins,
+    DriftExport,
     DriftMonitor,
     NumericBins,
     js_from_counts,
@@ -155,6 +156,27 @@ def test_monitor_counts_match_a_batch_recomputation():
     np.testing.assert_array_equal(counts["kind"], baseline.features["kind"].bins.counts(kinds))
 
 
+def test_monitor_counts_out_of_range_values_exactly():
+    train = _normal(2000, 1)
+    baseline = Baseline.fit({"x": train.tolist(), "kind": ["a", "b"] * 1000})
+    monitor = DriftMonitor(baseline)
+    xs = [float(train.min()), float(train.max()), -math.inf, math.inf, None, math.nan, "text"]
+    xs += np.random.default_rng(3).normal(0.0, 3.0, 2000).tolist()
+    kinds = ["a", "z", None, 7] * (len(xs) // 4) + ["a"] * (len(xs) % 4)
+    for x, kind in zip(xs, kinds, strict=True):
+        monitor.observe({"x": x, "kind": kind})
+    counts, outside = monitor.totals()
+    numbers = [x for x in xs if isinstance(x, float) and not math.isnan(x)]
+    assert outside["x"] == sum(x < train.min() or x > train.max() for x in numbers)
+    assert outside["kind"] == sum(k in ("z", 7) for k in kinds)
+    missing = len(xs) - len(numbers)  # None, NaN and a string where a number belongs
+    assert counts["x"][-1] == missing
+    np.testing.assert_array_equal(
+        counts["x"][:-1], baseline.features["x"].bins.counts(numbers)[:-1]
+    )
+    assert sum(counts["kind"]) == len(kinds)
+
+
 def test_monitor_counts_an_absent_feature_as_missing():
     baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
     monitor = DriftMonitor(baseline)
@@ -232,3 +254,42 @@ def test_ks_and_js_on_bins():
     assert js_from_counts(np.array([1, 0, 0]), np.array([0, 1, 0])) == pytest.approx(1.0)
     # the last bin (missing values) is not part of the ordered CDF
     assert ks_from_counts(np.array([1, 0, 0, 5]), np.array([0, 0, 1, 0])) == pytest.approx(1.0)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+def test_live_export_lags_by_at_most_the_batch_or_the_delay():
+    now = [0.0]
+    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
+    bins = {"x": [_Counter() for _ in range(baseline.features["x"].bins.size)]}
+    outside = {"x": _Counter()}
+    monitor = DriftMonitor(
+        baseline,
+        export=DriftExport(bins, outside),
+        batch_size=3,
+        max_delay_seconds=1.0,
+        clock=lambda: now[0],
+    )
+
+    def exported() -> float:
+        return sum(c.value for c in bins["x"])
+
+    monitor.observe({"x": 1.0})
+    monitor.observe({"x": 9.0})
+    assert exported() == 0  # queued
+    monitor.observe({"x": None})
+    assert exported() == 3  # a full batch
+    assert outside["x"].value == 1 and bins["x"][-1].value == 1  # 9.0 is out of range; missing
+    monitor.observe({"x": 2.0})
+    now[0] = 1.0
+    monitor.observe({"x": 2.0})
+    assert exported() == 5  # the oldest waited max_delay_seconds
+    monitor.observe({"x": 3.0})
+    monitor.flush()
+    assert exported() == 6

@@ -1,0 +1,62 @@
+"""The JSON line sink: every line reaches stdout and the file, in order, within a loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mlobs.logs import JsonLinesSink
+from mlobs.settings import Settings
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> JsonLinesSink:
+    sink = JsonLinesSink()
+    sink.open(Settings(log_file=tmp_path / "app.log"))
+    return sink
+
+
+def test_outside_an_event_loop_every_line_is_written_at_once(sink, capfd, tmp_path):
+    sink.write_line(b'{"n":1}\n')
+    assert capfd.readouterr().out == '{"n":1}\n'
+    assert (tmp_path / "app.log").read_bytes() == b'{"n":1}\n'
+
+
+def test_in_an_event_loop_the_lines_of_one_turn_are_written_together(sink, capfd, tmp_path):
+    lines = '{"n":0}\n{"n":1}\n{"n":2}\n'
+    log_file = tmp_path / "app.log"
+
+    async def requests() -> tuple[str, str]:
+        for line in lines.splitlines(keepends=True):
+            sink.write_line(line.encode())
+        during_the_turn = capfd.readouterr().out, log_file.read_text()
+        await asyncio.sleep(0)  # the loop's next turn
+        return during_the_turn
+
+    assert asyncio.run(requests()) == ("", "")
+    assert capfd.readouterr().out == lines
+    assert log_file.read_text() == lines
+
+
+def test_a_line_written_outside_the_loop_keeps_the_order(sink, capfd):
+    async def queued() -> None:
+        sink.write_line(b"first\n")
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(queued())  # returns before the loop's next turn runs the flush
+    finally:
+        loop.close()  # the scheduled flush never runs
+    sink.write_line(b"second\n")
+    assert capfd.readouterr().out == "first\nsecond\n"
+
+
+def test_flush_writes_what_is_queued(sink, capfd):
+    async def queue_and_flush() -> str:
+        sink.write_line(b"line\n")
+        sink.flush()
+        return capfd.readouterr().out
+
+    assert asyncio.run(queue_and_flush()) == "line\n"
