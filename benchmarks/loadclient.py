@@ -1,7 +1,10 @@
-"""Closed-loop HTTP/1.1 load from its own process: `python -m benchmarks.loadclient PORT SECONDS`.
+"""Closed-loop HTTP/1.1 load from its own process, in short bursts that take turns between servers.
 
-Raw asyncio streams with keep-alive keep the client cheap, so the server is what is measured.
-Prints one JSON object: requests, errors, elapsed seconds and every latency in microseconds.
+`python -m benchmarks.loadclient PORTS BURST_SECONDS CYCLES` (PORTS comma-separated): every cycle
+loads each server for one burst, starting with a different server each cycle, so each server sees
+the same machine conditions. Raw asyncio streams with keep-alive keep the client cheap, so the
+servers are what is measured. Prints one JSON object: per port, per burst, the number of requests,
+errors, elapsed seconds and every latency in microseconds.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ import json
 import sys
 import time
 
-from benchmarks.apps import MODEL
+from services.anomaly_detector.model import AnomalyDetector
 
 CONNECTIONS = 8
 
 
-def _request(port: int) -> bytes:
-    body = json.dumps({"features": MODEL.params.example}).encode()
+def _request(port: int, body: bytes) -> bytes:
     head = (
         f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -25,9 +27,10 @@ def _request(port: int) -> bytes:
     return head.encode() + body
 
 
-async def _connection(port: int, until: float, latencies: list[int], errors: list[int]) -> None:
+async def _connection(
+    port: int, request: bytes, until: float, latencies: list[int], errors: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = _request(port)
     while (now := time.perf_counter()) < until:
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
@@ -39,12 +42,16 @@ async def _connection(port: int, until: float, latencies: list[int], errors: lis
     writer.close()
 
 
-async def run(port: int, seconds: float) -> dict:
+async def burst(port: int, seconds: float, body: bytes) -> dict:
+    """Load one server from CONNECTIONS keep-alive connections for `seconds`."""
     latencies: list[int] = []
     errors: list[int] = []
+    request = _request(port, body)
     start = time.perf_counter()
     until = start + seconds
-    await asyncio.gather(*(_connection(port, until, latencies, errors) for _ in range(CONNECTIONS)))
+    await asyncio.gather(
+        *(_connection(port, request, until, latencies, errors) for _ in range(CONNECTIONS))
+    )
     return {
         "requests": len(latencies),
         "errors": len(errors),
@@ -53,5 +60,18 @@ async def run(port: int, seconds: float) -> dict:
     }
 
 
+async def take_turns(ports: list[int], seconds: float, cycles: int) -> dict[int, list[dict]]:
+    """`cycles` rounds of one burst per port, rotating which port goes first."""
+    body = json.dumps({"features": AnomalyDetector.load().params.example}).encode()
+    results: dict[int, list[dict]] = {port: [] for port in ports}
+    for cycle in range(cycles):
+        first = cycle % len(ports)
+        for port in ports[first:] + ports[:first]:
+            results[port].append(await burst(port, seconds, body))
+    return results
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run(int(sys.argv[1]), float(sys.argv[2])))))
+    ports = [int(p) for p in sys.argv[1].split(",")]
+    turns = asyncio.run(take_turns(ports, float(sys.argv[2]), int(sys.argv[3])))
+    print(json.dumps({str(port): bursts for port, bursts in turns.items()}))

@@ -1,8 +1,11 @@
 """Instrumentation overhead: bare vs mlobs vs prometheus-fastapi-instrumentator, side by side.
 
-Each variant runs under uvicorn with one worker; load comes from a separate process. Variants
-alternate within every round, so a noisy neighbour hurts all of them alike, and the figures that
-matter are the ratios to bare. `make bench` runs it; results go to benchmarks/results/latest.json.
+The three servers run at once under uvicorn with one worker each; one load client in another
+process takes turns between them in short bursts, starting with a different one each cycle. A
+noisy neighbour (these machines drift by 10 % within a minute) thus hurts every variant alike,
+and each variant's throughput is compared with bare's in the same cycle: the figure reported is
+the median of those per-cycle ratios, with its interquartile range to show the noise. `make bench`
+runs it; results go to benchmarks/results/latest.json.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,53 +42,67 @@ class VariantResult:
     req_per_s: float
     p50_ms: float
     p99_ms: float
-    throughput_vs_bare: float = 1.0
+    throughput_vs_bare: float = 1.0  # median over cycles of (variant / bare in the same cycle)
+    throughput_vs_bare_iqr: tuple[float, float] = (1.0, 1.0)
     p99_vs_bare: float = 1.0
 
 
 def _serve(app: str, port: int, log_dir: Path) -> ServiceSpec:
     argv = [sys.executable, "-m", "mlobs.serve", app, "--port", str(port)]
-    # The mlobs variant writes its inference log line to stdout and to a file, as in compose.
-    env = {"MLOBS_LOG_FILE": str(log_dir / "inference.log")}
+    env = {
+        # The mlobs variant writes its inference log line to stdout and to a file, as in compose.
+        "MLOBS_LOG_FILE": str(log_dir / "inference.log"),
+        # Idle BLAS threads spin after each small matrix product and compete with the client.
+        "OPENBLAS_NUM_THREADS": "1",
+    }
     return ServiceSpec(
         f"bench-{app.rsplit(':', 1)[1]}", argv, f"http://127.0.0.1:{port}/openapi.json", env
     )
 
 
-def _load(port: int, seconds: float) -> dict:
-    command = [sys.executable, "-m", "benchmarks.loadclient", str(port), str(seconds)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
+def _take_turns(ports: list[int], seconds: float, cycles: int) -> dict[str, list[dict]]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.loadclient",
+        ",".join(map(str, ports)),
+        str(seconds),
+        str(cycles),
+    ]
+    timeout = len(ports) * cycles * (seconds + 5) + 60
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=timeout)
     return json.loads(out.stdout)
 
 
-def measure(seconds: float, rounds: int, warmup: float) -> list[VariantResult]:
-    """Alternate the variants for `rounds` rounds of `seconds` each; aggregate per variant."""
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+def measure(seconds: float, cycles: int, warmup: float) -> list[VariantResult]:
+    """Run every variant at once; load them in turns for `cycles` cycles of `seconds` each."""
     with tempfile.TemporaryDirectory(prefix="mlobs-bench-") as tmp:
-        for round_no in range(1, rounds + 1):
-            for name, app in VARIANTS.items():
-                port = free_port()
-                services = start_all([_serve(app, port, Path(tmp))], Path(tmp) / name)
-                try:
-                    _load(port, warmup)
-                    result = _load(port, seconds)
-                finally:
-                    stop_all(services)
-                runs[name].append(result)
-                rate = result["requests"] / result["elapsed"]
-                print(f"  round {round_no}/{rounds} {name:<15} {rate:8.0f} req/s", flush=True)
-    results = [_summarise(name, r) for name, r in runs.items()]
-    bare = results[0]
-    for r in results:
-        r.throughput_vs_bare = round(r.req_per_s / bare.req_per_s, 3)
-        r.p99_vs_bare = round(r.p99_ms / bare.p99_ms, 3)
-    return results
+        ports = {name: free_port() for name in VARIANTS}
+        specs = [_serve(app, ports[name], Path(tmp)) for name, app in VARIANTS.items()]
+        services = start_all(specs, Path(tmp) / "logs")
+        try:
+            print(f"  warming up ({warmup:.0f} s each)", flush=True)
+            _take_turns(list(ports.values()), warmup, 1)
+            print(f"  measuring ({cycles} cycles)", flush=True)
+            turns = _take_turns(list(ports.values()), seconds, cycles)
+        finally:
+            stop_all(services)
+    bursts = {name: turns[str(port)] for name, port in ports.items()}
+    return [_summarise(name, runs, bursts["bare"]) for name, runs in bursts.items()]
 
 
-def _summarise(name: str, runs: list[dict]) -> VariantResult:
+def _rate(burst: dict) -> float:
+    return burst["requests"] / burst["elapsed"]
+
+
+def _summarise(name: str, runs: list[dict], bare: list[dict]) -> VariantResult:
     latencies = np.concatenate([np.asarray(r["latencies_us"]) for r in runs]) / 1000.0
+    bare_latencies = np.concatenate([np.asarray(r["latencies_us"]) for r in bare]) / 1000.0
     requests = sum(r["requests"] for r in runs)
     seconds = sum(r["elapsed"] for r in runs)
+    ratios = [_rate(mine) / _rate(theirs) for mine, theirs in zip(runs, bare, strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    p99 = float(np.percentile(latencies, 99))
     return VariantResult(
         variant=name,
         requests=requests,
@@ -92,7 +110,10 @@ def _summarise(name: str, runs: list[dict]) -> VariantResult:
         seconds=round(seconds, 2),
         req_per_s=round(requests / seconds, 1),
         p50_ms=round(float(np.percentile(latencies, 50)), 3),
-        p99_ms=round(float(np.percentile(latencies, 99)), 3),
+        p99_ms=round(p99, 3),
+        throughput_vs_bare=round(statistics.median(ratios), 3),
+        throughput_vs_bare_iqr=(round(quartiles[0], 3), round(quartiles[2], 3)),
+        p99_vs_bare=round(p99 / float(np.percentile(bare_latencies, 99)), 3),
     )
 
 
@@ -117,21 +138,23 @@ def _machine() -> dict[str, str | int | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="load per variant per round")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (total >= 10 s)")
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one burst")
+    parser.add_argument("--cycles", type=int, default=30, help="bursts per variant")
+    parser.add_argument("--warmup", type=float, default=2.0)
     args = parser.parse_args()
     print(
-        f"Instrumentation overhead: {len(VARIANTS)} variants x {args.rounds} rounds x "
-        f"{args.seconds:.0f} s, uvicorn 1 worker, 8 keep-alive connections from another process"
+        f"Instrumentation overhead: {len(VARIANTS)} variants x {args.cycles} bursts of "
+        f"{args.seconds:g} s, taking turns; uvicorn 1 worker each, 8 keep-alive connections "
+        "from another process"
     )
-    results = measure(args.seconds, args.rounds, args.warmup)
-    header = ("variant", "req/s", "p50 ms", "p99 ms", "req/s vs bare", "p99 vs bare")
-    print("\n{:<15}{:>10}{:>10}{:>10}{:>15}{:>13}".format(*header))
+    results = measure(args.seconds, args.cycles, args.warmup)
+    header = ("variant", "req/s", "p50 ms", "p99 ms", "req/s vs bare", "(IQR)", "p99 vs bare")
+    print("\n{:<15}{:>8}{:>9}{:>9}{:>15}{:>15}{:>13}".format(*header))
     for r in results:
+        low, high = r.throughput_vs_bare_iqr
         print(
-            f"{r.variant:<15}{r.req_per_s:>10.0f}{r.p50_ms:>10.2f}{r.p99_ms:>10.2f}"
-            f"{r.throughput_vs_bare:>15.2f}{r.p99_vs_bare:>13.2f}"
+            f"{r.variant:<15}{r.req_per_s:>8.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.throughput_vs_bare:>15.3f}{f'{low:.2f}-{high:.2f}':>15}{r.p99_vs_bare:>13.2f}"
         )
     report = {
         "machine": _machine(),
