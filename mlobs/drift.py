@@ -54,7 +54,7 @@ def _as_float(value: Value) -> float:
 
 
 def _live_float_array(values: list[Value]) -> np.ndarray:
-    """Live values as floats; anything that is not a number counts as missing (NaN)."""
+    """Live values as floats, as float() reads them ("1.5" too); the rest is missing (NaN)."""
     try:
         return np.asarray(values, dtype=float)
     except (TypeError, ValueError):  # e.g. a word where a number belongs: that value only

@@ -76,14 +76,10 @@ class DriftCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         totals, outside = self.monitor.totals()
-        # CounterMetricFamily adds the _total suffix itself.
-        bins = CounterMetricFamily(
-            BIN_COUNTER.removesuffix("_total"), BIN_HELP, labels=["model", "feature", "bin"]
-        )
+        # CounterMetricFamily strips the _total suffix and adds it back to the samples.
+        bins = CounterMetricFamily(BIN_COUNTER, BIN_HELP, labels=["model", "feature", "bin"])
         out_of_range = CounterMetricFamily(
-            OUT_OF_RANGE_COUNTER.removesuffix("_total"),
-            OUT_OF_RANGE_HELP,
-            labels=["model", "feature"],
+            OUT_OF_RANGE_COUNTER, OUT_OF_RANGE_HELP, labels=["model", "feature"]
         )
         for name, feature in self.monitor.baseline.features.items():
             for label, count in zip(feature.bins.labels, totals[name], strict=True):
@@ -119,17 +115,16 @@ IN_FLIGHT = Family("model_requests_in_flight", "Prediction requests being answer
 class _LocalHistogram:
     """Bucket counts (not yet cumulative) and sum of one histogram of this process."""
 
-    __slots__ = ("bounds", "counts", "family", "sum")
+    __slots__ = ("counts", "family", "sum")
 
     def __init__(self, family: Family) -> None:
         self.family = family
-        self.bounds = family.buckets
         self.counts = [0] * (len(family.buckets) + 1)  # the last one is +Inf
         self.sum = 0.0
 
     def exported(self, labels: list[str]) -> HistogramMetricFamily:
-        bounds = [*map(floatToGoString, self.bounds), "+Inf"]
         f = self.family
+        bounds = [*map(floatToGoString, f.buckets), "+Inf"]
         metric = HistogramMetricFamily(f.name, f.documentation, labels=f.labels)
         metric.add_metric(labels, list(zip(bounds, accumulate(self.counts), strict=True)), self.sum)
         return metric
@@ -166,11 +161,11 @@ class LocalRequestMetrics(Collector):
             self._in_flight -= 1
             self._requests[status] += 1
             # bisect_left finds the first bound >= the value: Prometheus' `le` bucket.
-            latency.counts[bisect_left(latency.bounds, latency_seconds)] += 1
+            latency.counts[bisect_left(LATENCY.buckets, latency_seconds)] += 1
             latency.sum += latency_seconds
             if label is not None and confidence is not None:
                 self._predictions[label if label in self._predictions else OTHER_LABEL] += 1
-                answers.counts[bisect_left(answers.bounds, confidence)] += 1
+                answers.counts[bisect_left(CONFIDENCE.buckets, confidence)] += 1
                 answers.sum += confidence
 
     def collect(self) -> Iterator[Metric]:
