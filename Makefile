@@ -99,9 +99,10 @@ train: $(STAMP) ## Retrain both sample models and rewrite their committed artifa
 	$(PY) -m services.anomaly_detector.train
 	$(PY) -m services.chatbot.train
 
-bench: $(STAMP) ## Benchmarks: drift costs and instrumentation overhead (figures, no pass/fail)
+bench: $(STAMP) ## Benchmarks: drift costs, instrumentation overhead in req/s and in simulated CPU work (figures, no pass/fail)
 	$(PY) -m benchmarks.drift
 	$(PY) -m benchmarks.overhead
+	$(PY) -m benchmarks.instructions
 
 run-anomaly: $(STAMP) ## Serve the anomaly detector on 127.0.0.1:8001
 	$(PY) -m mlobs.serve services.anomaly_detector.app:app --port 8001

@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from services.anomaly_detector.model import AnomalyDetector
 
@@ -28,29 +29,28 @@ def _request(port: int, body: bytes) -> bytes:
 
 
 async def _connection(
-    port: int, request: bytes, until: float, latencies: list[int], errors: list[int]
+    port: int, request: bytes, more: Callable[[], bool], latencies: list[int], errors: list[int]
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while (now := time.perf_counter()) < until:
+    while more():
+        start = time.perf_counter()
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         await reader.readexactly(length)
-        latencies.append(int((time.perf_counter() - now) * 1e6))
+        latencies.append(int((time.perf_counter() - start) * 1e6))
         if not head.startswith(b"HTTP/1.1 200"):
             errors.append(1)
     writer.close()
 
 
-async def burst(port: int, seconds: float, body: bytes) -> dict:
-    """Load one server from CONNECTIONS keep-alive connections for `seconds`."""
+async def _load(port: int, body: bytes, more: Callable[[], bool]) -> dict:
     latencies: list[int] = []
     errors: list[int] = []
     request = _request(port, body)
     start = time.perf_counter()
-    until = start + seconds
     await asyncio.gather(
-        *(_connection(port, request, until, latencies, errors) for _ in range(CONNECTIONS))
+        *(_connection(port, request, more, latencies, errors) for _ in range(CONNECTIONS))
     )
     return {
         "requests": len(latencies),
@@ -60,9 +60,26 @@ async def burst(port: int, seconds: float, body: bytes) -> dict:
     }
 
 
+async def burst(port: int, seconds: float, body: bytes) -> dict:
+    """Load one server from CONNECTIONS keep-alive connections for `seconds`."""
+    until = time.perf_counter() + seconds
+    return await _load(port, body, lambda: time.perf_counter() < until)
+
+
+async def exactly(port: int, requests: int, body: bytes) -> dict:
+    """Send exactly `requests` requests, spread over CONNECTIONS keep-alive connections."""
+    budget = iter(range(requests))
+    return await _load(port, body, lambda: next(budget, None) is not None)
+
+
+def example_body() -> bytes:
+    """The anomaly detector's example input, the body every benchmark request carries."""
+    return json.dumps({"features": AnomalyDetector.load().params.example}).encode()
+
+
 async def take_turns(ports: list[int], seconds: float, cycles: int) -> dict[int, list[dict]]:
     """`cycles` rounds of one burst per port, rotating which port goes first."""
-    body = json.dumps({"features": AnomalyDetector.load().params.example}).encode()
+    body = example_body()
     results: dict[int, list[dict]] = {port: [] for port in ports}
     for cycle in range(cycles):
         first = cycle % len(ports)

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,9 +48,13 @@ class VariantResult:
     p99_vs_bare: float = 1.0
 
 
-def _serve(app: str, port: int, log_dir: Path) -> ServiceSpec:
-    argv = [sys.executable, "-m", "mlobs.serve", app, "--port", str(port)]
+def serve(
+    app: str, port: int, log_dir: Path, wrapper: Sequence[str] = (), **env: str
+) -> ServiceSpec:
+    """How to run one variant under uvicorn (through `wrapper`, e.g. valgrind, if given)."""
+    argv = [*wrapper, sys.executable, "-m", "mlobs.serve", app, "--port", str(port)]
     env = {
+        **env,
         # The mlobs variant writes its inference log line to stdout and to a file, as in compose.
         "MLOBS_LOG_FILE": str(log_dir / "inference.log"),
         # Idle BLAS threads spin after each small matrix product and compete with the client.
@@ -78,7 +83,7 @@ def measure(seconds: float, cycles: int, warmup: float) -> list[VariantResult]:
     """Run every variant at once; load them in turns for `cycles` cycles of `seconds` each."""
     with tempfile.TemporaryDirectory(prefix="mlobs-bench-") as tmp:
         ports = {name: free_port() for name in VARIANTS}
-        specs = [_serve(app, ports[name], Path(tmp)) for name, app in VARIANTS.items()]
+        specs = [serve(app, ports[name], Path(tmp)) for name, app in VARIANTS.items()]
         services = start_all(specs, Path(tmp) / "logs")
         try:
             print(f"  warming up ({warmup:.0f} s each)", flush=True)
