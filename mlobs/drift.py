@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal, Protocol
@@ -30,6 +31,8 @@ MISSING_BIN = "missing"
 OTHER_CATEGORY = "__other__"
 MISSING_CATEGORY = "__missing__"
 MAX_CATEGORIES = 20
+# The feature under which a baseline tracks the model's predicted label (prediction drift).
+PREDICTION_FEATURE = "prediction"
 BASELINE_FORMAT = "mlobs.baseline/v1"
 
 Value = float | int | str | None
@@ -53,7 +56,7 @@ def _as_float(value: Value) -> float:
         return math.nan
 
 
-def _live_float_array(values: list[Value]) -> np.ndarray:
+def _live_float_array(values: list[Value] | np.ndarray) -> np.ndarray:
     """Live values as floats, as float() reads them ("1.5" too); the rest is missing (NaN)."""
     try:
         return np.asarray(values, dtype=float)
@@ -117,7 +120,7 @@ class NumericBins:
         index[np.isnan(array)] = len(self.edges) + 1
         return np.bincount(index, minlength=self.size).astype(float)
 
-    def tally(self, values: list[Value]) -> tuple[np.ndarray, int]:
+    def tally(self, values: list[Value] | np.ndarray) -> tuple[np.ndarray, int]:
         """Bin counts of live values, and how many fall outside the training range."""
         array = _live_float_array(values)
         outside = np.count_nonzero((array < self.low) | (array > self.high))  # NaN: neither
@@ -156,8 +159,11 @@ class CategoricalBins:
         return self._index.get(str(value), len(self.categories))
 
     def counts(self, values: Iterable[Value]) -> np.ndarray:
-        index = [self.index(value) for value in values]
-        return np.bincount(np.asarray(index, dtype=np.intp), minlength=self.size).astype(float)
+        # Counted in C by distinct value first: a batch has few distinct categories.
+        counts = np.zeros(self.size)
+        for value, n in Counter(values).items():
+            counts[self.index(value)] += n
+        return counts
 
     def tally(self, values: list[Value]) -> tuple[np.ndarray, int]:
         """Bin counts of live values, and how many are unseen categories (`__other__`)."""
@@ -377,6 +383,29 @@ class _Counts:
         return _Counts({n: c.copy() for n, c in self.counts.items()}, dict(self.out_of_range))
 
 
+def _column(queue: list[Mapping[str, Value]], name: str) -> list[Value]:
+    """One feature's values across queued requests; an absent feature is None (missing)."""
+    try:
+        return list(map(itemgetter(name), queue))  # in C: every request normally has it
+    except KeyError:
+        return [values.get(name) for values in queue]
+
+
+def _numeric_column(queue: list[Mapping[str, Value]], name: str) -> np.ndarray:
+    """One numeric feature's values as floats, missing or unreadable ones as NaN."""
+    try:  # the usual case, all present and numbers, converted in C without a list in between
+        return np.fromiter(map(itemgetter(name), queue), dtype=float, count=len(queue))
+    except (KeyError, TypeError, ValueError):
+        return _live_float_array(_column(queue, name))
+
+
+def _given_or(given: list[Value], fallback: list[Value]) -> list[Value]:
+    """`given`, with its None entries taken from `fallback`."""
+    if None not in given:
+        return given
+    return [f if g is None else g for g, f in zip(given, fallback, strict=True)]
+
+
 class DriftMonitor:
     """Counts live values per baseline bin; thread-safe; reports drift on demand.
 
@@ -411,30 +440,35 @@ class DriftMonitor:
         self._clock = clock
         self._lock = threading.Lock()
         self._queue: list[Mapping[str, Value]] = []
-        self._oldest_queued = 0.0
+        self._predictions: list[Value] = []  # one per queued request
         self._totals = _Counts.zero(baseline)
         # Totals when the previous and the current window began.
         self._previous_start = self._current_start = self._totals.copy()
         self._window_started = clock()
+        # When observe must look up: the window ends, or the oldest queued value is due.
+        self._deadline = self._window_started + window_seconds
 
-    def observe(self, values: Mapping[str, Value]) -> None:
+    def observe(self, values: Mapping[str, Value], prediction: Value = None) -> None:
         """Count one request's values; a feature absent from `values` counts as missing.
 
-        `values` is kept until it is binned: do not change it afterwards.
+        `prediction` is the predicted label, counted as feature `prediction` when the baseline
+        has it (without it, `values["prediction"]` is). `values` is kept until it is binned: do
+        not change it afterwards.
         """
         now = self._clock()
         with self._lock:
-            if now - self._window_started >= self.window_seconds:
+            if now >= self._deadline and now - self._window_started >= self.window_seconds:
                 self._catch_up(now)  # queued values belong to the window that just ended
-            queue = self._queue
-            queue.append(values)
-            if len(queue) == 1:
-                self._oldest_queued = now
-                self._flush_later()
-            if len(queue) >= self.batch_size or now - self._oldest_queued >= self.max_delay_seconds:
+            self._queue.append(values)
+            self._predictions.append(prediction)
+            queued = len(self._queue)
+            if queued == 1:
+                self._first_queued(now)
+            if queued >= self.batch_size or now >= self._deadline:
                 self._bin_queue()
 
-    def _flush_later(self) -> None:
+    def _first_queued(self, now: float) -> None:
+        self._deadline = min(self._deadline, now + self.max_delay_seconds)
         # Under an event loop, queued values are binned within max_delay_seconds even when no
         # further request comes: other workers' exported counters must not wait for traffic.
         with contextlib.suppress(RuntimeError):  # no loop: the next observe or read bins them
@@ -456,13 +490,22 @@ class DriftMonitor:
         self._previous_start = self._current_start if elapsed < 2 * self.window_seconds else totals
         self._current_start = totals
         self._window_started = now
+        self._deadline = now + self.window_seconds
 
     def _bin_queue(self) -> None:
-        queue, self._queue = self._queue, []
+        self._deadline = self._window_started + self.window_seconds
+        queue, predictions = self._queue, self._predictions
         if not queue:
             return
+        self._queue, self._predictions = [], []
         for name, feature in self.baseline.features.items():
-            counts, outside = feature.bins.tally([values.get(name) for values in queue])
+            if feature.kind == "numeric":
+                column: list[Value] | np.ndarray = _numeric_column(queue, name)
+            else:
+                column = _column(queue, name)
+                if name == PREDICTION_FEATURE:
+                    column = _given_or(predictions, column)
+            counts, outside = feature.bins.tally(column)
             self._totals.counts[name] += counts
             self._totals.out_of_range[name] += outside
             if self.export is not None:

@@ -29,8 +29,6 @@ from mlobs.model import Prediction, ServedModel
 from mlobs.settings import Settings
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, duration_seconds, load_spec
 
-PREDICTION_FEATURE = "prediction"  # drift of the predicted label, when the baseline tracks it
-
 
 def input_hash(payload: BaseModel) -> str:
     """A short stable hash of the validated input: joins log lines about the same input.
@@ -155,7 +153,7 @@ def create_app(
         record.confidence = prediction.confidence
         record.features = prediction.features
         if monitor is not None:
-            monitor.observe({**prediction.features, PREDICTION_FEATURE: prediction.label})
+            monitor.observe(prediction.features, prediction.label)
         return json_response(
             {
                 "label": prediction.label,

@@ -184,6 +184,18 @@ def test_monitor_counts_an_absent_feature_as_missing():
     assert monitor.counts()["x"][-1] == 1
 
 
+def test_the_predicted_label_is_counted_as_feature_prediction():
+    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0], "prediction": ["yes", "no", "no"]})
+    monitor = DriftMonitor(baseline)
+    monitor.observe({"x": 1.0}, "yes")
+    monitor.observe({"x": 2.0, "prediction": "no"})  # without the argument: from the values
+    monitor.observe({"x": 3.0}, "maybe")
+    monitor.observe({"x": 3.0})  # neither: missing
+    labels = baseline.features["prediction"].bins.labels
+    counts = dict(zip(labels, monitor.counts()["prediction"], strict=True))
+    assert counts == {"no": 1, "yes": 1, "__other__": 1, "__missing__": 1}
+
+
 def test_concurrent_updates_are_not_lost():
     baseline = Baseline.fit({"x": _normal(1000, 1).tolist(), "y": _normal(1000, 2).tolist()})
     monitor = DriftMonitor(baseline)

@@ -3,9 +3,11 @@ Both must expose exactly the same samples for the same requests."""
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mlobs.metrics import LocalRequestMetrics, SharedRequestMetrics
+from mlobs.metrics import FOLD_BATCH, LocalRequestMetrics, SharedRequestMetrics
 from tests.support.http import metric_samples
 
 LABELS = ("normal", "anomaly", "other")
@@ -21,14 +23,14 @@ REQUESTS = [
 ]
 
 
-def _exposition(kind: type) -> dict:
+def _exposition(kind: type, requests: list[tuple] = REQUESTS) -> dict:
     registry = CollectorRegistry()
     if kind is LocalRequestMetrics:
         metrics = LocalRequestMetrics("m", "1", LABELS)
         registry.register(metrics)
     else:
         metrics = SharedRequestMetrics(registry, "m", "1", LABELS)
-    for request in REQUESTS:
+    for request in requests:
         metrics.started()
         metrics.finished(*request)
     metrics.started()  # one still in flight
@@ -51,3 +53,40 @@ def test_local_and_shared_request_metrics_expose_the_same_samples():
     assert value("model_confidence_bucket", **mv, le="0.99") == 2
     assert value("model_confidence_sum", **mv) == 0.1 + 0.99 + 0.995 + 1.0
     assert value("model_requests_in_flight", model="m") == 1
+
+
+def test_counts_folded_in_batches_equal_counting_each_request():
+    many = REQUESTS * (2 * FOLD_BATCH // len(REQUESTS) + 7)  # several folds and a remainder
+    local = _exposition(LocalRequestMetrics, many)
+    assert local == _exposition(SharedRequestMetrics, many)
+    mv = frozenset({"model": "m", "model_version": "1"}.items())
+    assert local[("model_latency_seconds_count", mv)] == len(many)
+
+
+def test_concurrent_requests_and_scrapes_lose_no_count():
+    metrics = LocalRequestMetrics("m", "1", LABELS)
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    per_thread = 3 * FOLD_BATCH + 5
+
+    def serve() -> None:
+        for _ in range(per_thread):
+            metrics.started()
+            metrics.finished("success", 0.01, "normal", 0.9)
+
+    def scrape() -> None:
+        for _ in range(50):
+            generate_latest(registry)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    threads.append(threading.Thread(target=scrape))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    samples = metric_samples(generate_latest(registry).decode())
+    mv = {"model": "m", "model_version": "1"}
+    assert samples[("model_requests_total", frozenset({**mv, "status": "success"}.items()))] == (
+        4 * per_thread
+    )
+    assert samples[("model_requests_in_flight", frozenset({"model": "m"}.items()))] == 0
