@@ -12,10 +12,16 @@ from starlette.responses import Response
 
 from mlobs.logs import CURRENT_RECORD
 
+REQUEST_ID_HEADER = b"x-request-id"
 
-def json_response(body: Any, status_code: int = 200) -> Response:
-    """A JSON response rendered with orjson (fast, and strict about NaN)."""
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+def json_response(body: Any, status_code: int = 200, request_id: str | None = None) -> Response:
+    """A JSON response rendered with orjson (fast, and strict about NaN), with X-Request-ID
+    when `request_id` is given."""
+    response = Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+    if request_id is not None:
+        response.raw_headers.append((REQUEST_ID_HEADER, request_id.encode()))
+    return response
 
 
 def error_response(
@@ -23,7 +29,7 @@ def error_response(
 ) -> Response:
     """`{"error", "detail", "field", "request_id"}`; `field` names the offending input field."""
     body = {"error": error, "detail": detail, "field": field, "request_id": request_id}
-    return json_response(body, status_code)
+    return json_response(body, status_code, request_id)
 
 
 class BodyTooLarge(HTTPException):
@@ -39,11 +45,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _mark(error_type: str) -> str | None:
+def _mark(error_type: str, http_status: int) -> str | None:
     record = CURRENT_RECORD.get()
     if record is None:
         return None
-    record.error_type = error_type
+    record.failed(error_type, http_status)
     return record.request_id
 
 
@@ -59,14 +65,16 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
         detail = f"{field}: {first['msg']}"
         if isinstance(first.get("input"), bytes | str) and first.get("loc") == ("body",):
             detail = "the body must be a JSON object sent with Content-Type: application/json"
-    return error_response(422, error, detail, _mark(error), field)
+    return error_response(422, error, detail, _mark(error, 422), field)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     """Starlette/FastAPI HTTP errors (404, 405, 413, ...) in the common JSON shape."""
     assert isinstance(exc, HTTPException)
     error = "body_too_large" if isinstance(exc, BodyTooLarge) else f"http_{exc.status_code}"
-    response = error_response(exc.status_code, error, str(exc.detail), _mark(error))
+    response = error_response(
+        exc.status_code, error, str(exc.detail), _mark(error, exc.status_code)
+    )
     if exc.headers:
         response.headers.update(exc.headers)
     return response

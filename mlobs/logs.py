@@ -109,17 +109,15 @@ class JsonLinesSink:
 
     def write_line(self, line: bytes) -> None:
         """Write one complete line (ending in a newline) now, or at the loop's next turn."""
+        self._queued.append(line)  # atomic: no lock on the request path
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
-        with self._lock:
-            self._queued.append(line)
-            if loop is None:
-                self._write_queued()
-            elif self._flush_loop is not loop:
-                self._flush_loop = loop
-                loop.call_soon(self.flush)
+            self.flush()
+            return
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write the queued lines."""
@@ -127,11 +125,13 @@ class JsonLinesSink:
             self._write_queued()
 
     def _write_queued(self) -> None:
-        self._flush_loop = None
-        if not self._queued:
+        self._flush_loop = None  # lines queued from now on schedule another flush
+        # Take what is queued now; lines appended meanwhile stay for the next flush.
+        taken = len(self._queued)
+        if not taken:
             return
-        data = b"".join(self._queued)
-        self._queued.clear()
+        data = b"".join(self._queued[:taken])
+        del self._queued[:taken]
         if self._file is not None:
             self._file.write(data)
         if sys.stdout is not self._stdout:  # first line, or stdout was replaced (tests)
@@ -215,7 +215,11 @@ def get_logger(**context: Any) -> Any:
 
 @dataclass(slots=True)
 class InferenceRecord:
-    """What one request contributes to its inference event; filled in as the request proceeds."""
+    """What one request contributes to its inference event; filled in as the request proceeds.
+
+    `status` is the outcome label of DESIGN.md (success, client_error, server_error): whatever
+    answers the request with an error calls `failed`.
+    """
 
     request_id: str
     input_hash: str | None = None
@@ -224,6 +228,12 @@ class InferenceRecord:
     features: Mapping[str, float] | None = None
     error_type: str | None = None
     raw_input: Any = None
+    status: str = "success"
+
+    def failed(self, error_type: str, http_status: int) -> None:
+        """The request is answered with error `http_status`; the first error type is kept."""
+        self.error_type = self.error_type or error_type
+        self.status = "server_error" if http_status >= 500 else "client_error"
 
 
 # The record of the request being handled: set by the middleware, filled in by the endpoint and the
@@ -248,8 +258,9 @@ class InferenceLog:
         self.model_version = model_version
         self._clock = UtcTimestamper()
 
-    def write(self, record: InferenceRecord, latency_ms: float, status: str) -> None:
+    def write(self, record: InferenceRecord, latency_ms: float) -> None:
         """Log one finished request; errors carry `error_type`, opted-in raw input `input`."""
+        status = record.status
         event: dict[str, Any] = {
             "timestamp": self._clock.now(),
             "level": _LEVEL_BY_STATUS[status],

@@ -55,15 +55,6 @@ OUT_OF_RANGE_HELP = "Input values outside the training range (numeric) or vocabu
 OTHER_LABEL = "other"
 
 
-def status_of(http_status: int) -> str:
-    """Map an HTTP status code to the `status` label of model_requests_total."""
-    if http_status >= 500:
-        return "server_error"
-    if http_status >= 400:
-        return "client_error"
-    return "success"
-
-
 def multiprocess_dir() -> str | None:
     """The prometheus_client multiprocess directory, when several workers share one port."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

@@ -12,9 +12,9 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlobs.errors import BodyTooLarge
+from mlobs.errors import REQUEST_ID_HEADER, BodyTooLarge
 from mlobs.logs import CURRENT_RECORD, InferenceLog, InferenceRecord
-from mlobs.metrics import ModelMetrics, status_of
+from mlobs.metrics import ModelMetrics
 
 # Generated ids are 128 random bits as hex, like a uuid4 without its cost (they need to be unique,
 # not unguessable). Incoming ids are accepted when bounded and log-safe, else replaced.
@@ -48,9 +48,27 @@ def _limited(receive: Receive, limit: int, declared_length: int | None) -> Recei
     return limited_receive
 
 
+def _with_request_id(send: Send, request_id: str) -> Send:
+    header = (REQUEST_ID_HEADER, request_id.encode())
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if all(name.lower() != REQUEST_ID_HEADER for name, _ in headers):
+                message["headers"] = [*headers, header]
+        await send(message)
+
+    return send_with_id
+
+
 class InferenceMiddleware:
     """Wraps a model server app: every request gets an id, bounded body, and X-Request-ID back;
-    requests to `predict_path` are counted, timed and logged as one inference event."""
+    requests to `predict_path` are counted, timed and logged as one inference event.
+
+    On `predict_path`, the hot path, send is not wrapped: its answers carry X-Request-ID
+    themselves (mlobs.errors.json_response) and mark the record when they are errors
+    (InferenceRecord.failed). An exception that reaches this middleware is a server error.
+    """
 
     def __init__(
         self,
@@ -72,37 +90,25 @@ class InferenceMiddleware:
             await self.app(scope, receive, send)
             return
         request_id, content_length = _request_headers(scope)
-        record = InferenceRecord(request_id=request_id or f"{random.getrandbits(128):032x}")
+        record = InferenceRecord(request_id or f"{random.getrandbits(128):032x}")
         CURRENT_RECORD.set(record)
-        id_header = (b"x-request-id", record.request_id.encode())
-        http_status = 0
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal http_status
-            if message["type"] == "http.response.start":
-                http_status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
         if content_length is None or content_length > self.max_body_bytes:
             # With a valid Content-Length the server reads no more than that; only a chunked
             # body (no length) needs counting, and an announced oversize one is refused.
             receive = _limited(receive, self.max_body_bytes, content_length)
         if scope["path"] != self.predict_path:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, _with_request_id(send, record.request_id))
             return
 
         start = perf_counter()
         self.metrics.started()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send)
         except Exception as exc:
             # Not answered by the app: the outer error middleware turns it into a 500.
-            record.error_type = record.error_type or type(exc).__name__
-            http_status = http_status or 500
+            record.failed(type(exc).__name__, 500)
             raise
         finally:
             elapsed = perf_counter() - start
-            status = status_of(http_status or 500)
-            self.metrics.finished(status, elapsed, record.prediction, record.confidence)
-            self.log.write(record, elapsed * 1000.0, status)
+            self.metrics.finished(record.status, elapsed, record.prediction, record.confidence)
+            self.log.write(record, elapsed * 1000.0)

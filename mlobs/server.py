@@ -133,14 +133,14 @@ def create_app(
         if settings.log_raw_input:
             record.raw_input = payload.model_dump(mode="json")
         try:
-            if faults.active:
+            if settings.faults_enabled and faults.active:
                 await faults.apply()
             prediction = _checked(model.predict(payload))
         except InjectedFault as exc:
-            record.error_type = type(exc).__name__
+            record.failed(type(exc).__name__, 500)
             return error_response(500, "injected_fault", str(exc), record.request_id)
         except Exception as exc:
-            record.error_type = type(exc).__name__
+            record.failed(type(exc).__name__, 500)
             log.error(
                 "model_error",
                 request_id=record.request_id,
@@ -161,7 +161,8 @@ def create_app(
                 "model_version": model.version,
                 "request_id": record.request_id,
                 **prediction.extra,
-            }
+            },
+            request_id=record.request_id,
         )
 
     @app.get("/model", summary="Name, version, labels and input schema")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,31 @@ def test_flush_writes_what_is_queued(sink, capfd):
         return capfd.readouterr().out
 
     assert asyncio.run(queue_and_flush()) == "line\n"
+
+
+def test_lines_from_many_threads_and_loops_are_all_written_whole(sink, capfd, tmp_path):
+    def writer(n: int) -> None:
+        async def lines() -> None:
+            for i in range(2000):
+                sink.write_line(b'{"thread":%d,"i":%d}\n' % (n, i))
+                if i % 100 == 0:
+                    await asyncio.sleep(0)  # let this loop's flush run now and then
+
+        asyncio.run(lines())
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    sink.flush()
+    written = (tmp_path / "app.log").read_text().splitlines()
+    assert sorted(written) == sorted(
+        f'{{"thread":{n},"i":{i}}}' for n in range(4) for i in range(2000)
+    )
+    capfd.readouterr()

@@ -68,6 +68,22 @@ def test_request_id_is_taken_from_the_header_or_generated(server):
     assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
 
 
+def test_every_answer_carries_one_request_id(server):
+    client, _, body = server
+    answers = [
+        client.post("/predict", json=body),  # answered by the endpoint
+        client.post("/predict", json={"nonsense": 1}),  # by the validation error handler
+        client.get("/predict"),  # 405, by the HTTP error handler
+        client.get("/healthz"),  # a plain FastAPI answer
+        client.get("/no-such-path"),  # 404
+    ]
+    for response in answers:
+        ids = response.headers.get_list("x-request-id")
+        assert len(ids) == 1 and re.fullmatch(r"[0-9a-f]{32}", ids[0]), response.request.url
+        if response.status_code != 200 or response.request.url.path == "/predict":
+            assert response.json()["request_id"] == ids[0]
+
+
 def test_model_health_and_readiness_endpoints(server):
     client, model, _ = server
     described = client.get("/model").json()
