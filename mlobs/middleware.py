@@ -104,8 +104,9 @@ class InferenceMiddleware:
         self.metrics.started()
         try:
             await self.app(scope, receive, send)
-        except Exception as exc:
-            # Not answered by the app: the outer error middleware turns it into a 500.
+        except BaseException as exc:
+            # Not answered by the app: the outer error middleware turns it into a 500 (or the
+            # client went away: cancelled, also not a success).
             record.failed(type(exc).__name__, 500)
             raise
         finally:

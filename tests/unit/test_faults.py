@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
+import pytest
+
+from mlobs.server import create_app
+from mlobs.settings import Settings
 from tests.support.http import log_events, sample
 from tests.unit.test_server_contract import CHAT_BODY
 
@@ -69,3 +76,25 @@ def test_token_is_required_when_configured(serve, chatbot_model):
         )
         assert client.post("/predict", json=CHAT_BODY).status_code == 500
         assert client.delete("/admin/faults", headers=right).status_code == 200
+
+
+def test_a_request_abandoned_during_a_slow_prediction_is_not_a_success(chatbot_model, tmp_path):
+    # The client gives up while the (injected) latency lasts: the request task is cancelled.
+    app = create_app(
+        chatbot_model, Settings(log_file=tmp_path / "inference.log", faults_enabled=True)
+    )
+
+    async def abandon() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://model") as client:
+            await client.post("/admin/faults", json={"latency_ms": 10_000})
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.post("/predict", json=CHAT_BODY), 0.2)
+            return (await client.get("/metrics")).text
+
+    text = asyncio.run(abandon())
+    labels = {"model": "chatbot", "model_version": chatbot_model.version}
+    assert sample(text, "model_requests_total", **labels, status="server_error") == 1
+    assert sample(text, "model_requests_total", **labels, status="success") == 0
+    [event] = log_events(tmp_path / "inference.log")
+    assert event["status"] == "server_error" and event["error_type"] == "CancelledError"
