@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,9 @@ class JsonLinesSink:
     reaches the file a moment after its response, never later than the loop's next turn. Outside
     a loop, lines are written at once. `flush` writes what is queued; create_app calls it at
     shutdown, and it runs at exit.
+
+    A destination that fails (a full disk, a closed stdout) does not stop the other one nor the
+    caller: the failure is reported once on stderr, and again when writing works once more.
     """
 
     def __init__(self) -> None:
@@ -88,6 +92,7 @@ class JsonLinesSink:
         self._stdout_fd: int | None = None
         self._queued: list[bytes] = []
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
+        self._failing: set[str] = set()  # destinations whose last write failed
 
     def open(self, settings: Settings) -> None:
         """Start writing to the file in `settings` (or to stdout only); the old file is closed."""
@@ -133,7 +138,10 @@ class JsonLinesSink:
         data = b"".join(self._queued[:taken])
         del self._queued[:taken]
         if self._file is not None:
-            self._file.write(data)
+            self._guarded(f"the log file {self._file.path}", self._file.write, data)
+        self._guarded("stdout", self._write_stdout, data)
+
+    def _write_stdout(self, data: bytes) -> None:
         if sys.stdout is not self._stdout:  # first line, or stdout was replaced (tests)
             self._stdout = sys.stdout
             self._stdout_fd = _fileno(sys.stdout)
@@ -142,11 +150,30 @@ class JsonLinesSink:
         else:
             _write_all(self._stdout_fd, data)
 
+    def _guarded(self, destination: str, write: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            write(data)
+        except OSError as exc:
+            if destination not in self._failing:
+                self._failing.add(destination)
+                _complain(f"cannot write to {destination}: {exc}; its log lines are lost")
+        else:
+            if destination in self._failing:
+                self._failing.discard(destination)
+                _complain(f"writing to {destination} again")
+
     def msg(self, message: bytes) -> None:
         self.write_line(message + b"\n")
 
     # structlog calls the method named after the level.
     debug = info = warning = error = critical = exception = msg
+
+
+def _complain(problem: str) -> None:
+    # Straight to stderr: the log is what fails.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"mlobs: {problem}\n")
+        sys.stderr.flush()
 
 
 def _fileno(stream: Any) -> int | None:

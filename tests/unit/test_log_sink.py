@@ -90,3 +90,14 @@ def test_lines_from_many_threads_and_loops_are_all_written_whole(sink, capfd, tm
         f'{{"thread":{n},"i":{i}}}' for n in range(4) for i in range(2000)
     )
     capfd.readouterr()
+
+
+def test_a_full_disk_loses_file_lines_but_not_stdout_nor_the_caller(capfd):
+    sink = JsonLinesSink()
+    sink.open(Settings(log_file=Path("/dev/full")))  # every write fails with ENOSPC
+    sink.write_line(b'{"n":1}\n')
+    sink.write_line(b'{"n":2}\n')
+    captured = capfd.readouterr()
+    assert captured.out == '{"n":1}\n{"n":2}\n'
+    [complaint] = captured.err.splitlines()  # said once, not per line
+    assert "/dev/full" in complaint and "No space left on device" in complaint
