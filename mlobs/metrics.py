@@ -140,9 +140,9 @@ class LocalRequestMetrics(Collector):
     """Request-path metrics of one process, for when a scrape reaches the process that counted.
 
     A request only appends to two lists (list.append is atomic, so no lock is taken); the lists
-    are folded into counts, vectorised, every FOLD_BATCH requests and at every scrape. Binning
+    are folded into counts, vectorised, every FOLD_BATCH requests and at every scrape. Counting
     each request on its own, as prometheus_client does with a lock per sample and a walk over the
-    buckets, costs about four times as much per request.
+    buckets, costs several times as much per request.
     """
 
     def __init__(self, model: str, version: str, labels: tuple[str, ...]) -> None:
