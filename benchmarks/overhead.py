@@ -57,8 +57,6 @@ def serve(
         **env,
         # The mlobs variant writes its inference log line to stdout and to a file, as in compose.
         "MLOBS_LOG_FILE": str(log_dir / "inference.log"),
-        # Idle BLAS threads spin after each small matrix product and compete with the client.
-        "OPENBLAS_NUM_THREADS": "1",
     }
     return ServiceSpec(
         f"bench-{app.rsplit(':', 1)[1]}", argv, f"http://127.0.0.1:{port}/openapi.json", env

@@ -1,8 +1,9 @@
 """Run a model server: `python -m mlobs.serve services.chatbot.app:app --port 8002`.
 
 Compared with calling uvicorn directly it binds to 127.0.0.1 by default, turns off uvicorn's text
-access log (the JSON inference event replaces it), and with several workers prepares a clean
-PROMETHEUS_MULTIPROC_DIR, which prometheus_client needs wiped before the workers start.
+access log (the JSON inference event replaces it), gives numpy's BLAS one thread unless told
+otherwise, and with several workers prepares a clean PROMETHEUS_MULTIPROC_DIR, which
+prometheus_client needs wiped before the workers start.
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ def prepare_multiprocess_dir(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
+# A request's matrices are small: extra BLAS threads only spin after each product, burning the
+# cores that other requests and workers need. Set any of these to use more.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread per process unless the environment says otherwise; must run before
+    numpy is imported (workers inherit it)."""
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve an mlobs model server with uvicorn.")
     parser.add_argument("app", help="import path of the ASGI app, e.g. services.chatbot.app:app")
@@ -39,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("MLOBS_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MLOBS_WORKERS", "1")))
     args = parser.parse_args(argv)
+    single_threaded_blas()
     prepare_multiprocess_dir(args.workers)
     uvicorn.run(
         args.app,
