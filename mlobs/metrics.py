@@ -2,7 +2,8 @@
 
 Every label value is bounded: model and version are fixed per process, status has three values,
 prediction labels come from the model's declared label set (anything else becomes `other`), and
-drift bins come from the baseline. Children are resolved once so the request path only increments.
+drift bins come from the baseline. The request path only appends to lists (one process) or
+increments children resolved once (several workers).
 """
 
 from __future__ import annotations
