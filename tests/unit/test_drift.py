@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlobs.drift import (
     MISSING_BIN,
@@ -22,6 +25,7 @@ from mlobs.drift import (
     psi_critical_value,
     psi_from_counts,
 )
+from mlobs.drift.bins import _counts_by_comparison, _counts_by_search
 
 
 def _normal(n: int, seed: int, mean: float = 0.0) -> np.ndarray:
@@ -305,3 +309,97 @@ def test_live_export_lags_by_at_most_the_batch_or_the_delay():
     monitor.observe({"x": 3.0})
     monitor.flush()
     assert exported() == 6
+
+
+# --- the binning paths against a plain reference ------------------------------------------------
+
+
+def _reference_counts(edges: list[float], values: list[float]) -> list[int]:
+    """Right-closed bins (-inf, e0], (e0, e1], ..., (e_last, inf), then missing (NaN)."""
+    counts = [0] * (len(edges) + 2)
+    for v in values:
+        counts[-1 if math.isnan(v) else sum(e < v for e in edges)] += 1
+    return counts
+
+
+def _reference_fit(values: list[float], bins: int) -> tuple[tuple[float, ...], list[int]]:
+    finite = np.array([v for v in values if math.isfinite(v)])
+    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return tuple(float(e) for e in edges), _reference_counts(edges.tolist(), values)
+
+
+_edges = st.lists(
+    st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=30, unique=True
+).map(sorted)
+_special = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0])
+
+
+@given(st.data(), _edges)
+def test_both_counting_paths_equal_the_reference(data, edges):
+    # Values on the edges too: the right-closed boundary is where an off-by-one would show.
+    values = data.draw(st.lists(st.one_of(st.sampled_from(edges), st.floats(), _special)))
+    array, edge_array = np.array(values, dtype=float), np.array(edges)
+    expected = _reference_counts(edges, values)
+    assert _counts_by_search(edge_array, array).tolist() == expected
+    assert _counts_by_comparison(edge_array, array).tolist() == expected
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.one_of(st.floats(-1e12, 1e12), st.integers(-3, 3).map(float), _special), min_size=1
+    ).filter(lambda vs: any(math.isfinite(v) for v in vs)),
+    st.integers(2, 20),
+)
+def test_fitting_from_one_sort_equals_np_quantile_and_the_reference_counts(values, bins):
+    fitted, counts = NumericBins.fit_counts(np.array(values), bins)
+    edges, expected = _reference_fit(values, bins)
+    assert fitted.edges == edges
+    assert counts.tolist() == expected
+    finite = [v for v in values if math.isfinite(v)]
+    assert (fitted.low, fitted.high) == (min(finite), max(finite))
+
+
+@settings(max_examples=50)
+@given(
+    st.lists(st.one_of(st.floats(-1e6, 1e6), _special), min_size=1).filter(
+        lambda vs: any(math.isfinite(v) for v in vs)
+    ),
+    st.lists(st.one_of(st.floats(-1e6, 1e6), _special), min_size=1).filter(
+        lambda vs: any(math.isfinite(v) for v in vs)
+    ),
+)
+def test_psi_equals_the_reference_computation(expected, actual):
+    edges, expected_counts = _reference_fit(expected, 10)
+    reference = psi_from_counts(
+        np.array(expected_counts), np.array(_reference_counts(list(edges), actual))
+    )
+    assert psi(expected, actual) == reference
+
+
+def test_large_batches_take_the_comparison_path_with_the_same_counts():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=20_000)
+    values[rng.integers(0, 20_000, 500)] = np.nan
+    values[:3] = [math.inf, -math.inf, 0.5]
+    bins = NumericBins(edges=(-1.0, 0.0, 0.5, 1.0), low=-3.0, high=3.0)
+    in_small_batches = sum(bins.counts(batch) for batch in np.array_split(values, 200))
+    assert bins.counts(values).tolist() == in_small_batches.tolist()
+    assert bins.counts(values).tolist() == _reference_counts(list(bins.edges), values.tolist())
+
+
+def test_a_baseline_with_edges_out_of_order_is_refused(tmp_path):
+    data = Baseline.fit({"x": _normal(1000, 1).tolist()}).to_dict()
+    data["features"][0]["edges"][2:4] = reversed(data["features"][0]["edges"][2:4])
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError, match="feature entry 0: bin edges must be finite and increasing"
+    ):
+        Baseline.load(path)
+
+
+def test_columns_named_categorical_are_categories_even_when_numbers():
+    baseline = Baseline.fit({"grade": [1, 2, 2, 3], "x": [1, 2, 2, 3]}, categorical=["grade"])
+    assert baseline.features["grade"].bins.labels == ["2", "1", "3", OTHER_CATEGORY, "__missing__"]
+    assert baseline.features["x"].kind == "numeric"
