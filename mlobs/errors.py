@@ -32,6 +32,14 @@ def error_response(
     return json_response(body, status_code, request_id)
 
 
+def retry_later_response(error: str, detail: str, request_id: str | None) -> Response:
+    """503 with Retry-After: the request was shed (overloaded or stopping), try again."""
+    response = error_response(503, error, detail, request_id)
+    # One second: shedding lasts as long as a burst or a drain; clients back off and retry.
+    response.raw_headers.append((b"retry-after", b"1"))
+    return response
+
+
 class BodyTooLarge(HTTPException):
     """The request body exceeds the configured limit (HTTP 413)."""
 

@@ -28,7 +28,12 @@ from mlobs.settings import Settings, SettingsError
 
 INFERENCE = "inference"
 _JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-_LEVEL_BY_STATUS = {"success": "info", "client_error": "warning", "server_error": "error"}
+_LEVEL_BY_STATUS = {
+    "success": "info",
+    "client_error": "warning",
+    "server_error": "error",
+    "shed": "warning",  # the server protected itself as designed; the error ratio still counts it
+}
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -244,8 +249,9 @@ def get_logger(**context: Any) -> Any:
 class InferenceRecord:
     """What one request contributes to its inference event; filled in as the request proceeds.
 
-    `status` is the outcome label of DESIGN.md (success, client_error, server_error): whatever
-    answers the request with an error calls `failed`.
+    `status` is the outcome label of DESIGN.md (success, client_error, server_error, shed):
+    whatever answers the request with an error calls `failed`, or `shed` when the server refused
+    it to protect itself.
     """
 
     request_id: str
@@ -255,12 +261,19 @@ class InferenceRecord:
     features: Mapping[str, float] | None = None
     error_type: str | None = None
     raw_input: Any = None
+    predict_ms: float | None = None  # time inside the model's predict, when it ran
+    trace: tuple[str, str] | None = None  # (trace_id, span_id) of a valid traceparent header
     status: str = "success"
 
     def failed(self, error_type: str, http_status: int) -> None:
         """The request is answered with error `http_status`; the first error type is kept."""
         self.error_type = self.error_type or error_type
         self.status = "server_error" if http_status >= 500 else "client_error"
+
+    def shed(self, error_type: str) -> None:
+        """The request is refused with 503 because the server is overloaded or stopping."""
+        self.error_type = self.error_type or error_type
+        self.status = "shed"
 
 
 # The record of the request being handled: set by the middleware, filled in by the endpoint and the
@@ -286,7 +299,9 @@ class InferenceLog:
         self._clock = UtcTimestamper()
 
     def write(self, record: InferenceRecord, latency_ms: float) -> None:
-        """Log one finished request; errors carry `error_type`, opted-in raw input `input`."""
+        """Log one finished request: `latency_ms` is what the caller waited (queueing included),
+        `predict_ms` the time inside predict; a request with a valid traceparent carries
+        `trace_id` and `span_id`, errors `error_type`, opted-in raw input `raw_input`."""
         status = record.status
         event: dict[str, Any] = {
             "timestamp": self._clock.now(),
@@ -303,8 +318,12 @@ class InferenceLog:
             "status": status,
             "features": record.features,
         }
+        if record.predict_ms is not None:
+            event["predict_ms"] = record.predict_ms
+        if record.trace is not None:
+            event["trace_id"], event["span_id"] = record.trace
         if record.error_type is not None:
             event["error_type"] = record.error_type
         if record.raw_input is not None:
-            event["input"] = record.raw_input
+            event["raw_input"] = record.raw_input
         _SINK.write_line(orjson.dumps(event, default=_json_fallback, option=_JSON_OPTIONS))

@@ -11,14 +11,14 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
 from operator import add
 
 import numpy as np
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
     CollectorRegistry,
     Counter,
@@ -27,7 +27,6 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
-    generate_latest,
     multiprocess,
 )
 from prometheus_client.core import (
@@ -36,10 +35,14 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from mlobs.drift import Baseline, DriftExport, DriftMonitor
+from mlobs.logs import InferenceRecord
+from mlobs.runner import ConcurrencyLimit
 
 # `*_created` series double the number of series and no dashboard or rule of ours reads them.
 disable_created_metrics()
@@ -48,7 +51,8 @@ disable_created_metrics()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 # 0.5 is the chatbot's fallback threshold, so the low-confidence share is exact too.
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-STATUSES = ("success", "client_error", "server_error")
+# shed: refused with 503 because the server was overloaded or stopping (it failed the caller).
+STATUSES = ("success", "client_error", "server_error", "shed")
 BIN_COUNTER = "model_feature_bin_total"
 BIN_HELP = "Input values counted per drift bin of the baseline."
 OUT_OF_RANGE_COUNTER = "model_feature_out_of_range_total"
@@ -104,32 +108,89 @@ LATENCY = Family(
 PREDICTIONS = Family("model_predictions_total", "Predictions by predicted label.", (*MV, "label"))
 CONFIDENCE = Family("model_confidence", "Confidence of each prediction.", MV, CONFIDENCE_BUCKETS)
 IN_FLIGHT = Family("model_requests_in_flight", "Prediction requests being answered.", ("model",))
+RUNNING = Family(
+    "model_predictions_running", "Predictions running, each holding a concurrency slot.", ("model",)
+)
+QUEUED = Family(
+    "model_predictions_queued", "Predictions waiting for a concurrency slot.", ("model",)
+)
+
+
+class LimitCollector(Collector):
+    """Reads the predictions running and waiting from the concurrency limit at scrape time."""
+
+    def __init__(self, model: str, limit: ConcurrencyLimit) -> None:
+        self.model = model
+        self.limit = limit
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for family, value in ((RUNNING, self.limit.running), (QUEUED, self.limit.queued)):
+            gauge = GaugeMetricFamily(family.name, family.documentation, labels=family.labels)
+            gauge.add_metric([self.model], value)
+            yield gauge
+
+
+# OpenMetrics caps an exemplar's label names and values at 128 characters together.
+EXEMPLAR_MAX_CHARS = 128
+
+
+def exemplar_labels(record: InferenceRecord) -> dict[str, str] | None:
+    """`request_id`, and `trace_id` when the request came with one, as far as both fit."""
+    labels = {"request_id": record.request_id}
+    if record.trace is not None:
+        labels["trace_id"] = record.trace[0]
+    while sum(len(k) + len(v) for k, v in labels.items()) > EXEMPLAR_MAX_CHARS:
+        labels.popitem()  # a long client-chosen request id: keep what fits
+        if not labels:
+            return None
+    return labels
 
 
 class _LocalHistogram:
-    """Bucket counts (not yet cumulative) and sum of one histogram of this process."""
+    """Bucket counts (not yet cumulative), sum, and the latest exemplar of each bucket, of one
+    histogram of this process."""
 
-    __slots__ = ("bounds", "counts", "family", "sum")
+    __slots__ = ("bounds", "counts", "exemplars", "family", "sum")
 
     def __init__(self, family: Family) -> None:
         self.family = family
         self.bounds = np.asarray(family.buckets)
         self.counts = np.zeros(len(family.buckets) + 1, dtype=np.int64)  # the last one is +Inf
         self.sum = 0.0
+        self.exemplars: list[Exemplar | None] = [None] * len(self.counts)
 
-    def add(self, values: tuple[float, ...]) -> None:
+    def add(
+        self,
+        values: tuple[float, ...],
+        records: Sequence[InferenceRecord] = (),
+        times: Sequence[float] = (),
+    ) -> None:
+        """Count `values`; with `records` and `times` (one per value), the last value of each
+        bucket becomes its exemplar, labelled with its request id."""
         array = np.fromiter(values, dtype=float, count=len(values))
         # searchsorted "left" finds the first bound >= the value: Prometheus' `le` bucket.
         index = np.searchsorted(self.bounds, array, side="left")
         self.counts += np.bincount(index, minlength=len(self.counts))
         self.sum = reduce(add, values, self.sum)  # in order, as prometheus_client adds
+        if records:
+            last = np.full(len(self.counts), -1)
+            np.maximum.at(last, index, np.arange(len(values)))
+            for bucket in np.flatnonzero(last >= 0):
+                i = int(last[bucket])
+                labels = exemplar_labels(records[i])
+                if labels is not None:
+                    self.exemplars[bucket] = Exemplar(labels, values[i], times[i])
 
     def exported(self, labels: list[str]) -> HistogramMetricFamily:
         f = self.family
         bounds = [*map(floatToGoString, f.buckets), "+Inf"]
         cumulative = [int(c) for c in np.cumsum(self.counts)]
+        buckets = [
+            [bound, count] if exemplar is None else [bound, count, exemplar]
+            for bound, count, exemplar in zip(bounds, cumulative, self.exemplars, strict=True)
+        ]
         metric = HistogramMetricFamily(f.name, f.documentation, labels=f.labels)
-        metric.add_metric(labels, list(zip(bounds, cumulative, strict=True)), self.sum)
+        metric.add_metric(labels, buckets, self.sum)
         return metric
 
 
@@ -150,7 +211,7 @@ class LocalRequestMetrics(Collector):
         self.model, self.version = model, version
         self._fold_lock = threading.Lock()
         self._starts: list[None] = []
-        self._finishes: list[tuple[str, float, str | None, float | None]] = []
+        self._finishes: list[tuple[InferenceRecord, float, float]] = []
         self._started = self._finished = 0
         self._requests = dict.fromkeys(STATUSES, 0)
         self._predictions = dict.fromkeys(labels, 0)
@@ -158,13 +219,11 @@ class LocalRequestMetrics(Collector):
         self._confidence = _LocalHistogram(CONFIDENCE)
         self.started = partial(self._starts.append, None)  # model_requests_in_flight
 
-    def finished(
-        self, status: str, latency_seconds: float, label: str | None, confidence: float | None
-    ) -> None:
-        """Count a finished request, its latency and its answer if it has one (label and
-        confidence); a label outside the declared set counts as `other`."""
+    def finished(self, record: InferenceRecord, latency_seconds: float) -> None:
+        """Count a finished request: its outcome, its latency (with the request id as an
+        exemplar) and its answer if it has one; a label outside the declared set is `other`."""
         finishes = self._finishes
-        finishes.append((status, latency_seconds, label, confidence))
+        finishes.append((record, latency_seconds, time.time()))
         if len(finishes) >= FOLD_BATCH:
             self._fold()
 
@@ -180,22 +239,16 @@ class LocalRequestMetrics(Collector):
             self._finished += taken
             if not batch:
                 return
-            statuses, latencies, labels, confidences = zip(*batch, strict=True)
-            for status, n in collections.Counter(statuses).items():
+            records, latencies, times = zip(*batch, strict=True)
+            for status, n in collections.Counter(r.status for r in records).items():
                 self._requests[status] += n
-            self._latency.add(latencies)
-            if None in labels or None in confidences:  # failed requests have no answer
-                answered = [
-                    (lb, c)
-                    for lb, c in zip(labels, confidences, strict=True)
-                    if lb is not None and c is not None
-                ]
-                labels = tuple(lb for lb, _ in answered)
-                confidences = tuple(c for _, c in answered)
-            for label, n in collections.Counter(labels).items():
+            self._latency.add(latencies, records, times)
+            # Failed requests have no answer.
+            answered = [r for r in records if r.prediction is not None and r.confidence is not None]
+            for label, n in collections.Counter(r.prediction for r in answered).items():
                 self._predictions[label if label in self._predictions else OTHER_LABEL] += n
-            if confidences:
-                self._confidence.add(confidences)
+            if answered:
+                self._confidence.add(tuple(r.confidence for r in answered))
 
     def collect(self) -> Iterator[Metric]:
         self._fold()
@@ -252,12 +305,12 @@ class SharedRequestMetrics:
     def started(self) -> None:
         self._in_flight.inc()
 
-    def finished(
-        self, status: str, latency_seconds: float, label: str | None, confidence: float | None
-    ) -> None:
+    def finished(self, record: InferenceRecord, latency_seconds: float) -> None:
+        # No exemplar: prometheus_client's multiprocess files keep none.
         self._in_flight.dec()
-        self._requests[status].inc()
+        self._requests[record.status].inc()
         self._latency.observe(latency_seconds)
+        label, confidence = record.prediction, record.confidence
         if label is not None and confidence is not None:
             self._predictions.get(label, self._predictions[OTHER_LABEL]).inc()
             self._confidence.observe(confidence)
@@ -323,6 +376,33 @@ class ModelMetrics:
         else:
             self.registry.register(DriftCollector(self.model, monitor))
 
+    def attach_limit(self, limit: ConcurrencyLimit) -> None:
+        """Export the predictions running and queued of `limit`.
+
+        In one process they are read at scrape time; with several workers each change is written
+        to prometheus_client's shared gauges (summed over the live workers).
+        """
+        if not multiprocess_dir():
+            self.registry.register(LimitCollector(self.model, limit))
+            return
+        running, queued = (
+            Gauge(
+                f.name,
+                f.documentation,
+                f.labels,
+                multiprocess_mode="livesum",
+                registry=self.registry,
+            ).labels(self.model)
+            for f in (RUNNING, QUEUED)
+        )
+
+        def update() -> None:
+            running.set(limit.running)
+            queued.set(limit.queued)
+
+        limit.on_change = update
+        update()
+
     def live_drift_counters(self, baseline: Baseline) -> DriftExport:
         """prometheus_client counters for every drift bin, for a monitor to update directly."""
         bins = Counter(BIN_COUNTER, BIN_HELP, ["model", "feature", "bin"], registry=self.registry)
@@ -339,10 +419,13 @@ class ModelMetrics:
             out_of_range={name: outside.labels(self.model, name) for name in baseline.features},
         )
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text exposition: this process's registry, or every worker's in multiprocess mode."""
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """This process's registry, or every worker's in multiprocess mode, in the format the
+        `accept` header asks for: OpenMetrics (with the latency exemplars) for a scraper that
+        asks for it, as Prometheus does, else the classic text format, which has no exemplars."""
+        encode, content_type = choose_encoder(accept or "")
         if multiprocess_dir():
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return encode(registry), content_type
+        return encode(self.registry), content_type

@@ -15,20 +15,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlobs.errors import REQUEST_ID_HEADER, BodyTooLarge
 from mlobs.logs import CURRENT_RECORD, InferenceLog, InferenceRecord
 from mlobs.metrics import ModelMetrics
+from mlobs.shutdown import GracefulShutdown
+from mlobs.trace_context import parse_traceparent
 
 # Generated ids are 128 random bits as hex, like a uuid4 without its cost (they need to be unique,
 # not unguessable). Incoming ids are accepted when bounded and log-safe, else replaced.
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
-def _request_headers(scope: Scope) -> tuple[str | None, int | None]:
-    request_id = content_length = None
+def _request_headers(scope: Scope) -> tuple[str | None, int | None, bytes | None]:
+    request_id = content_length = traceparent = None
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
             request_id = value.decode()
         elif name == b"content-length" and value.isdigit():
             content_length = int(value)
-    return request_id, content_length
+        elif name == b"traceparent":
+            # Two of them make the trace context invalid (W3C Trace Context): ignored.
+            traceparent = b"" if traceparent is not None else value
+    return request_id, content_length, traceparent
 
 
 def _limited(receive: Receive, limit: int, declared_length: int | None) -> Receive:
@@ -62,8 +67,10 @@ def _with_request_id(send: Send, request_id: str) -> Send:
 
 
 class InferenceMiddleware:
-    """Wraps a model server app: every request gets an id, bounded body, and X-Request-ID back;
-    requests to `predict_path` are counted, timed and logged as one inference event.
+    """Wraps a model server app: every request gets an id, bounded body, and X-Request-ID back,
+    and keeps a valid W3C `traceparent`'s trace and span ids for its log line and exemplar;
+    requests to `predict_path` are counted, timed and logged as one inference event, and counted
+    as in flight for a graceful shutdown.
 
     On `predict_path`, the hot path, send is not wrapped: its answers carry X-Request-ID
     themselves (mlobs.errors.json_response) and mark the record when they are errors
@@ -76,12 +83,14 @@ class InferenceMiddleware:
         *,
         metrics: ModelMetrics,
         log: InferenceLog,
+        shutdown: GracefulShutdown,
         max_body_bytes: int,
         predict_path: str = "/predict",
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.log = log
+        self.shutdown = shutdown
         self.max_body_bytes = max_body_bytes
         self.predict_path = predict_path
 
@@ -89,8 +98,10 @@ class InferenceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id, content_length = _request_headers(scope)
+        request_id, content_length, traceparent = _request_headers(scope)
         record = InferenceRecord(request_id or f"{random.getrandbits(128):032x}")
+        if traceparent is not None:
+            record.trace = parse_traceparent(traceparent)
         CURRENT_RECORD.set(record)
         if content_length is None or content_length > self.max_body_bytes:
             # With a valid Content-Length the server reads no more than that; only a chunked
@@ -102,6 +113,8 @@ class InferenceMiddleware:
 
         start = perf_counter()
         self.metrics.started()
+        shutdown = self.shutdown
+        shutdown.active += 1  # a drain waits for these
         try:
             await self.app(scope, receive, send)
         except BaseException as exc:
@@ -110,6 +123,7 @@ class InferenceMiddleware:
             record.failed(type(exc).__name__, 500)
             raise
         finally:
+            shutdown.active -= 1
             elapsed = perf_counter() - start
-            self.metrics.finished(record.status, elapsed, record.prediction, record.confidence)
+            self.metrics.finished(record, elapsed)
             self.log.write(record, elapsed * 1000.0)

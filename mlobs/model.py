@@ -29,7 +29,20 @@ class Prediction:
 
 @runtime_checkable
 class ServedModel(Protocol):
-    """A model that create_app can serve."""
+    """A model that create_app can serve.
+
+    Where `predict` runs (mlobs.runner):
+    - `async def predict`: awaited on the event loop; it must not block (await I/O, or hand
+      heavy work to a thread or process pool of its own);
+    - `def predict` (the default): run in a bounded thread pool, MLOBS_PREDICT_CONCURRENCY threads,
+      so a slow model never stalls health checks, scrapes or other requests. numpy, PyTorch,
+      scikit-learn and most native code release the GIL, so the threads run in parallel;
+    - `def predict` with the class attribute `inline_predict = True`: called on the event loop,
+      which saves the hand-over to a thread. Only for a predict that takes microseconds: while it
+      runs, nothing else in the process is served; it is neither limited nor timed out.
+    Awaited and threaded predictions share the concurrency limit, the wait queue (503 when full)
+    and the timeout (504); see Settings.
+    """
 
     name: str
     version: str

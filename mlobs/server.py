@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from mlobs.drift import DriftMonitor
@@ -19,14 +20,24 @@ from mlobs.errors import (
     error_response,
     http_error_handler,
     json_response,
+    retry_later_response,
     validation_error_handler,
 )
 from mlobs.faults import FaultInjector, InjectedFault, faults_router
-from mlobs.logs import CURRENT_RECORD, InferenceLog, configure_logging, flush_logs, get_logger
+from mlobs.logs import (
+    CURRENT_RECORD,
+    InferenceLog,
+    InferenceRecord,
+    configure_logging,
+    flush_logs,
+    get_logger,
+)
 from mlobs.metrics import ModelMetrics
 from mlobs.middleware import InferenceMiddleware
 from mlobs.model import Prediction, ServedModel
+from mlobs.runner import Overloaded, PredictionRunner
 from mlobs.settings import Settings
+from mlobs.shutdown import GracefulShutdown
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, duration_seconds, load_spec
 
 
@@ -51,6 +62,11 @@ def _error_origin(exc: BaseException) -> str:
     # Where it failed, without the exception message: messages can quote user input.
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+
+
+def _shed(record: InferenceRecord, error_type: str, detail: str) -> Response:
+    record.shed(error_type)
+    return retry_later_response(error_type, detail, record.request_id)
 
 
 def _spec_for(settings: Settings) -> Spec | None:
@@ -82,7 +98,9 @@ def create_app(
     """Serve `model` with /predict, /model, /healthz, /readyz, /metrics and /drift.
 
     Settings default to the MLOBS_* environment; the spec to MLOBS_SPEC or ./observability.yaml
-    when present. Each app gets its own metric registry unless one is passed.
+    when present. Each app gets its own metric registry unless one is passed. `predict` runs as
+    mlobs.runner describes (awaited, in a thread pool, or inline), within a concurrency limit and
+    a timeout; on SIGTERM the server drains (mlobs.shutdown).
     """
     settings = settings or Settings.from_env()
     spec = spec or _spec_for(settings)
@@ -91,16 +109,32 @@ def create_app(
     metrics = ModelMetrics(registry or CollectorRegistry(), model.name, model.version, model.labels)
     monitor = _drift_monitor(model, spec, metrics) if model.baseline is not None else None
     faults = FaultInjector()
+    runner = PredictionRunner(
+        model,
+        settings.predict_concurrency,
+        settings.predict_queue,
+        settings.predict_timeout_seconds,
+    )
+    metrics.attach_limit(runner.limit)
+    shutdown = GracefulShutdown(settings.shutdown_grace_seconds, log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model.predict(model.example_input())  # warm-up: first real request is not the slow one
+        await runner.warm_up(model.example_input())  # the first real request is not the slow one
+        shutdown.install()
         app.state.ready = True
-        log.info("server_ready", faults_enabled=settings.faults_enabled)
+        log.info(
+            "server_ready",
+            faults_enabled=settings.faults_enabled,
+            predict_mode=runner.mode,
+            predict_concurrency=settings.predict_concurrency,
+        )
         if settings.faults_enabled and settings.admin_token is None:
             log.warning("faults_unprotected", hint="set MLOBS_ADMIN_TOKEN to protect /admin/faults")
         yield
         app.state.ready = False
+        shutdown.uninstall()
+        runner.close()
         if monitor is not None:
             monitor.flush()  # queued drift counts reach the (multiprocess) counters
         flush_logs()
@@ -117,10 +151,13 @@ def create_app(
     app.state.ready = False
     app.state.metrics = metrics
     app.state.drift = monitor
+    app.state.runner = runner
+    app.state.shutdown = shutdown
     app.add_middleware(
         InferenceMiddleware,
         metrics=metrics,
         log=InferenceLog(model.name, model.version),
+        shutdown=shutdown,
         max_body_bytes=settings.max_body_bytes,
     )
     input_model = model.input_model
@@ -132,10 +169,21 @@ def create_app(
         record.input_hash = input_hash(payload)
         if settings.log_raw_input:
             record.raw_input = payload.model_dump(mode="json")
+        if shutdown.draining:
+            return _shed(record, "shutting_down", "the server is stopping; retry another replica")
         try:
             if settings.faults_enabled and faults.active:
-                await faults.apply()
-            prediction = _checked(model.predict(payload))
+                ran = await runner.run(payload, faults.apply)
+            else:
+                ran = runner.run_now(payload) or await runner.run(payload)
+            record.predict_ms = int(ran[1] * 1_000_000.0 + 0.5) / 1000.0
+            prediction = _checked(ran[0])
+        except Overloaded as exc:
+            return _shed(record, "overloaded", f"too many predictions at once: {exc}")
+        except TimeoutError:
+            record.failed("timeout", 504)
+            detail = f"no prediction within {settings.predict_timeout_seconds:g} s"
+            return error_response(504, "timeout", detail, record.request_id)
         except InjectedFault as exc:
             record.failed(type(exc).__name__, 500)
             return error_response(500, "injected_fault", str(exc), record.request_id)
@@ -181,13 +229,15 @@ def create_app(
 
     @app.get("/readyz", summary="Readiness: the model is loaded and warmed up")
     async def readyz() -> Response:
+        if shutdown.draining:
+            return json_response({"status": "stopping"}, 503)
         if app.state.ready:
             return json_response({"status": "ready", "model": model.name, "version": model.version})
         return json_response({"status": "starting"}, 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        body, content_type = metrics.exposition()
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.exposition(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
     @app.get("/drift", summary="Drift of recent inputs against the training baseline")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -24,17 +26,31 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name}={env[name]!r}: expected 1/0, true/false, yes/no or on/off")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: float, kind: type, minimum: float) -> Any:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r}: must be greater than 0")
+        expected = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r}: expected {expected}") from None
+    if not math.isfinite(value) or value < minimum:
+        bound = "greater than 0" if minimum > 0 else "0 or more"
+        raise SettingsError(f"{name}={raw!r}: must be {bound}")
     return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int, 1)
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int, 0)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, float, 0.001)
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,19 @@ class Settings:
     # Largest legitimate request is a few hundred bytes; 64 KiB leaves room and stops abuse early.
     max_body_bytes: int = 64 * 1024
     spec_path: Path | None = None
+    # Predictions running at once per process (the thread pool's size for a synchronous predict).
+    # 8 keeps 2-8 cores busy with GIL-releasing work; raise it for models that wait on I/O.
+    predict_concurrency: int = 8
+    # Predictions waiting for a slot; past that /predict answers 503 at once. 32 behind 8 slots
+    # is at most four predictions' time of waiting.
+    predict_queue: int = 32
+    # A caller gets 504 after this; well under the shutdown grace, so a drain is never cut short
+    # by a prediction that is merely slow.
+    predict_timeout_seconds: float = 10.0
+    # On SIGTERM, predictions in flight get this long to finish. docker-compose.yml's
+    # stop_grace_period (30s) and Kubernetes' default termination grace (30 s) leave 5 s more
+    # for closing connections and flushing.
+    shutdown_grace_seconds: float = 25.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +97,14 @@ class Settings:
             admin_token=env.get("MLOBS_ADMIN_TOKEN") or None,
             max_body_bytes=_positive_int(env, "MLOBS_MAX_BODY_BYTES", cls.max_body_bytes),
             spec_path=Path(spec_path) if spec_path else None,
+            predict_concurrency=_positive_int(
+                env, "MLOBS_PREDICT_CONCURRENCY", cls.predict_concurrency
+            ),
+            predict_queue=_non_negative_int(env, "MLOBS_PREDICT_QUEUE", cls.predict_queue),
+            predict_timeout_seconds=_seconds(
+                env, "MLOBS_PREDICT_TIMEOUT_SECONDS", cls.predict_timeout_seconds
+            ),
+            shutdown_grace_seconds=_seconds(
+                env, "MLOBS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
+            ),
         )

@@ -7,6 +7,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from mlobs.logs import InferenceRecord
 from mlobs.metrics import FOLD_BATCH, LocalRequestMetrics, SharedRequestMetrics
 from tests.support.http import metric_samples
 
@@ -23,6 +24,11 @@ REQUESTS = [
 ]
 
 
+def finish(metrics, status: str, latency: float, label: str | None, confidence: float | None):
+    record = InferenceRecord("req", prediction=label, confidence=confidence, status=status)
+    metrics.finished(record, latency)
+
+
 def _exposition(kind: type, requests: list[tuple] = REQUESTS) -> dict:
     registry = CollectorRegistry()
     if kind is LocalRequestMetrics:
@@ -32,7 +38,7 @@ def _exposition(kind: type, requests: list[tuple] = REQUESTS) -> dict:
         metrics = SharedRequestMetrics(registry, "m", "1", LABELS)
     for request in requests:
         metrics.started()
-        metrics.finished(*request)
+        finish(metrics, *request)
     metrics.started()  # one still in flight
     return metric_samples(generate_latest(registry).decode())
 
@@ -72,7 +78,7 @@ def test_concurrent_requests_and_scrapes_lose_no_count():
     def serve() -> None:
         for _ in range(per_thread):
             metrics.started()
-            metrics.finished("success", 0.01, "normal", 0.9)
+            finish(metrics, "success", 0.01, "normal", 0.9)
 
     def scrape() -> None:
         for _ in range(50):

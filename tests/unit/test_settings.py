@@ -39,3 +39,34 @@ def test_values_are_read_from_the_environment():
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_serving_limits_are_read_and_checked():
+    settings = Settings.from_env(
+        {
+            "MLOBS_PREDICT_CONCURRENCY": "4",
+            "MLOBS_PREDICT_QUEUE": "0",
+            "MLOBS_PREDICT_TIMEOUT_SECONDS": "2.5",
+            "MLOBS_SHUTDOWN_GRACE_SECONDS": "40",
+        }
+    )
+    assert settings.predict_concurrency == 4 and settings.predict_queue == 0
+    assert settings.predict_timeout_seconds == 2.5 and settings.shutdown_grace_seconds == 40
+    # A timeout longer than the grace period would let one slow prediction cut a drain short.
+    defaults = Settings()
+    assert defaults.predict_timeout_seconds < defaults.shutdown_grace_seconds
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MLOBS_PREDICT_CONCURRENCY", "0"),
+        ("MLOBS_PREDICT_QUEUE", "-1"),
+        ("MLOBS_PREDICT_TIMEOUT_SECONDS", "0"),
+        ("MLOBS_PREDICT_TIMEOUT_SECONDS", "soon"),
+        ("MLOBS_SHUTDOWN_GRACE_SECONDS", "nan"),
+    ],
+)
+def test_bad_serving_limits_name_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

@@ -1,0 +1,129 @@
+"""The concurrency limit and the prediction runner, driven directly on an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from mlobs.model import Prediction
+from mlobs.runner import ConcurrencyLimit, Overloaded, PredictionRunner, predict_mode
+from tests.support.slow_model import AsyncSlowModel, InlineSlowModel, SlowModel, SlowRequest
+
+
+def test_each_kind_of_predict_gets_its_mode():
+    assert predict_mode(SlowModel(0)) == "thread"
+    assert predict_mode(AsyncSlowModel(0)) == "async"
+    assert predict_mode(InlineSlowModel(0)) == "inline"
+
+
+async def _hold(limit: ConcurrencyLimit, order: list[int], n: int, gate: asyncio.Event) -> None:
+    await limit.acquire()
+    order.append(n)
+    await gate.wait()
+    limit.release()
+
+
+def test_slots_are_given_first_come_first_served_and_the_line_is_bounded():
+    async def scenario() -> tuple[list[int], int, int]:
+        limit = ConcurrencyLimit(slots=2, queue=3)
+        order: list[int] = []
+        gate = asyncio.Event()
+        holders = [asyncio.create_task(_hold(limit, order, n, gate)) for n in range(5)]
+        await asyncio.sleep(0)
+        running, queued = limit.running, limit.queued
+        with pytest.raises(Overloaded):
+            await limit.acquire()  # 2 running and 3 waiting: the sixth is refused at once
+        gate.set()
+        await asyncio.gather(*holders)
+        assert (limit.running, limit.queued) == (0, 0)
+        return order, running, queued
+
+    order, running, queued = asyncio.run(scenario())
+    assert (running, queued) == (2, 3)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_waiter_that_gives_up_leaves_the_line_and_loses_no_slot():
+    async def scenario() -> tuple[int, int]:
+        limit = ConcurrencyLimit(slots=1, queue=2)
+        await limit.acquire()
+        waiting = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        assert limit.queued == 1
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        after_cancel = limit.queued
+        limit.release()
+        return after_cancel, limit.running
+
+    assert asyncio.run(scenario()) == (0, 0)
+
+
+def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_is_passed_on():
+    async def scenario() -> int:
+        limit = ConcurrencyLimit(slots=1, queue=2)
+        await limit.acquire()
+        first = asyncio.create_task(limit.acquire())
+        second = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        limit.release()  # hands the slot to `first`...
+        first.cancel()  # ...which is cancelled before it resumes
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.wait_for(second, 1)  # so `second` gets it
+        return limit.running
+
+    assert asyncio.run(scenario()) == 1
+
+
+class _Blocking(SlowModel):
+    """A synchronous model that returns when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.release = threading.Event()
+
+    def predict(self, payload: SlowRequest) -> Prediction:
+        self.release.wait(5)
+        return Prediction(label="done", confidence=0.5)
+
+
+def test_a_timed_out_thread_keeps_its_slot_until_it_returns():
+    async def scenario() -> tuple[int, int]:
+        model = _Blocking()
+        runner = PredictionRunner(model, concurrency=1, queue=0, timeout=0.05)
+        with pytest.raises(TimeoutError):
+            await runner.run(SlowRequest(message="x"))
+        held = runner.limit.running
+        model.release.set()
+        for _ in range(100):
+            if runner.limit.running == 0:
+                break
+            await asyncio.sleep(0.01)
+        runner.close()
+        return held, runner.limit.running
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+def test_an_async_predict_past_the_timeout_is_cancelled_and_frees_its_slot():
+    async def scenario() -> int:
+        runner = PredictionRunner(AsyncSlowModel(5), concurrency=1, queue=0, timeout=0.05)
+        with pytest.raises(TimeoutError):
+            await runner.run(SlowRequest(message="x"))
+        return runner.limit.running
+
+    assert asyncio.run(scenario()) == 0
+
+
+@pytest.mark.parametrize("kind", [SlowModel, AsyncSlowModel, InlineSlowModel])
+def test_every_mode_passes_the_model_error_on_and_frees_the_slot(kind):
+    async def scenario() -> int:
+        runner = PredictionRunner(kind(0), concurrency=1, queue=0, timeout=5)
+        with pytest.raises(RuntimeError, match="the model failed"):
+            await runner.run(SlowRequest(message="fail"))
+        runner.close()
+        return runner.limit.running
+
+    assert asyncio.run(scenario()) == 0
