@@ -28,29 +28,39 @@ def _request(port: int, body: bytes) -> bytes:
     return head.encode() + body
 
 
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    """Send one request on a keep-alive connection; the head of its answer."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    return head
+
+
 async def _connection(
     port: int, request: bytes, more: Callable[[], bool], latencies: list[int], errors: list[int]
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     while more():
         start = time.perf_counter()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
+        head = await _exchange(reader, writer, request)
         latencies.append(int((time.perf_counter() - start) * 1e6))
         if not head.startswith(b"HTTP/1.1 200"):
             errors.append(1)
     writer.close()
 
 
-async def _load(port: int, body: bytes, more: Callable[[], bool]) -> dict:
+async def _load(
+    port: int, body: bytes, more: Callable[[], bool], connections: int = CONNECTIONS
+) -> dict:
     latencies: list[int] = []
     errors: list[int] = []
     request = _request(port, body)
     start = time.perf_counter()
     await asyncio.gather(
-        *(_connection(port, request, more, latencies, errors) for _ in range(CONNECTIONS))
+        *(_connection(port, request, more, latencies, errors) for _ in range(connections))
     )
     return {
         "requests": len(latencies),
@@ -60,10 +70,26 @@ async def _load(port: int, body: bytes, more: Callable[[], bool]) -> dict:
     }
 
 
-async def burst(port: int, seconds: float, body: bytes) -> dict:
-    """Load one server from CONNECTIONS keep-alive connections for `seconds`."""
+async def burst(port: int, seconds: float, body: bytes, connections: int = CONNECTIONS) -> dict:
+    """Load one server from `connections` keep-alive connections for `seconds`."""
     until = time.perf_counter() + seconds
-    return await _load(port, body, lambda: time.perf_counter() < until)
+    return await _load(port, body, lambda: time.perf_counter() < until, connections)
+
+
+async def probe(port: int, path: str, seconds: float, every: float = 0.02) -> list[int]:
+    """GET `path` every `every` seconds for `seconds` on one keep-alive connection; latencies
+    in microseconds (what a health check or a scrape waits while the server is loaded)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    latencies: list[int] = []
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        start = time.perf_counter()
+        await _exchange(reader, writer, request)
+        latencies.append(int((time.perf_counter() - start) * 1e6))
+        await asyncio.sleep(every)
+    writer.close()
+    return latencies
 
 
 async def exactly(port: int, requests: int, body: bytes) -> dict:
