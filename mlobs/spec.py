@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlobs.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
 
@@ -88,6 +96,10 @@ class LowConfidenceAlert(_Strict):
 
 
 class ServerDownAlert(_Strict):
+    """A model server that cannot be scraped (ModelServerDown) or has no scrape target at all
+    (ModelServerMissing: with DNS discovery a stopped container vanishes instead of going down);
+    both alerts use this `for` and severity."""
+
     for_: Duration = Field(alias="for")
     severity: Severity
 
@@ -137,8 +149,20 @@ class Spec(_Strict):
 
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     alerts: Alerts
-    dashboard_url: str = "http://localhost:3000/d/ml-model-health"
+    # Base URLs as seen from the browser of the person on call; each alert links to the dashboard
+    # that explains it (mlobs.generate.links).
+    grafana_url: str = "http://localhost:3000"
     kibana_url: str = "http://localhost:5601"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: object) -> object:
+        if isinstance(data, dict) and "dashboard_url" in data:
+            raise ValueError(
+                "dashboard_url was replaced by grafana_url, Grafana's base URL (e.g. "
+                "http://localhost:3000): each alert now links to its own dashboard"
+            )
+        return data
 
 
 class SpecError(ValueError):

@@ -11,7 +11,9 @@ from mlobs.generate.yaml_output import dump
 from mlobs.spec import Spec
 
 COMPOSE_FILE = Path("alertmanager/alertmanager.yml")
-# While a server is down, its latency, error and traffic alerts are symptoms, not news.
+# While a server is down or has no target at all, its latency, error and traffic alerts are
+# symptoms, not news.
+SERVER_GONE = ("ModelServerDown", "ModelServerMissing")
 INHIBITED_BY_SERVER_DOWN = ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelNoTraffic")
 
 
@@ -49,7 +51,7 @@ def alertmanager_config(spec: Spec, setup: AlertmanagerSetup) -> dict[str, Any]:
         },
         "inhibit_rules": [
             {
-                "source_matchers": ['alertname="ModelServerDown"'],
+                "source_matchers": [f'alertname=~"{"|".join(SERVER_GONE)}"'],
                 "target_matchers": [f'alertname=~"{"|".join(INHIBITED_BY_SERVER_DOWN)}"'],
                 "equal": ["model"],
             }

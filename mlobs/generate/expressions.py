@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from prometheus_client.utils import floatToGoString
+
 from mlobs.drift import PROPORTION_FLOOR
 from mlobs.spec import Spec
 
@@ -55,6 +57,16 @@ BASELINE_RATIO = "model_feature:baseline_ratio"
 PSI = "model_feature:psi"
 OUT_OF_RANGE_RATIO = "model_feature:out_of_range_ratio"
 LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+# Outcomes that failed the caller with a 5xx: server errors (500, 504 timeouts) and requests shed
+# with 503 because the server was overloaded or shutting down. The error ratio counts both.
+FAILED_STATUSES = ("server_error", "shed")
+FAILED = f'status=~"{"|".join(FAILED_STATUSES)}"'
+
+
+def bucket_label(bound: float) -> str:
+    """A histogram bucket bound exactly as prometheus_client writes it in `le` (1.0 -> "1.0",
+    not "1"): a matcher must equal the exposed text, or it selects nothing."""
+    return floatToGoString(bound)
 
 
 def latency_quantile_name(quantile: float) -> str:
@@ -65,6 +77,30 @@ def latency_quantile_name(quantile: float) -> str:
 def model_jobs(spec: Spec) -> str:
     """Regex of the scrape jobs of the model servers (one job per model, named after it)."""
     return "|".join(m.name for m in spec.models)
+
+
+def job_as_model(expr: str) -> str:
+    """`expr` with a `model` label copied from `job` (each model's scrape job is named after it)."""
+    return f'label_replace({expr}, "model", "$1", "job", "(.+)")'
+
+
+def absent_targets(spec: Spec) -> str:
+    """1, labelled with the job, for each model without any scrape target: `up` of its job is
+    absent, not 0. With DNS discovery a stopped or crashed container drops out of DNS and its
+    target disappears, so `up == 0` never fires for it; with several replicas a model counts as
+    missing once all of them are gone."""
+    return " or ".join(f'absent(up{{job="{m.name}"}})' for m in spec.models)
+
+
+def missing_targets(spec: Spec) -> str:
+    """absent_targets with the `model` label the alerts carry."""
+    return job_as_model(absent_targets(spec))
+
+
+def targets_up(spec: Spec) -> str:
+    """Per model, the number of targets scraped successfully: 0 when every replica is down and
+    also when none is left to scrape (always a value for every model of the spec)."""
+    return f'sum by (job) (up{{job=~"{model_jobs(spec)}"}})\nor\n({absent_targets(spec)}) * 0'
 
 
 def recording_rules(spec: Spec) -> list[Rule]:
@@ -81,7 +117,7 @@ def recording_rules(spec: Spec) -> list[Rule]:
         ),
         Rule(
             SERVER_ERROR_RATIO,
-            f'sum by (model) (rate(model_requests_total{{status="server_error"}}[{traffic}]))\n'
+            f"sum by (model) (rate(model_requests_total{{{FAILED}}}[{traffic}]))\n"
             f"/\nsum by (model) (rate(model_requests_total[{traffic}]))",
         ),
         *(
@@ -94,8 +130,9 @@ def recording_rules(spec: Spec) -> list[Rule]:
         ),
         Rule(
             LOW_CONFIDENCE_RATIO,
+            # The le bucket counts predictions at or below the threshold.
             f"sum by (model) (rate(model_confidence_bucket"
-            f'{{le="{confidence.confidence_threshold:g}"}}[{confidence.window}]))\n/\n'
+            f'{{le="{bucket_label(confidence.confidence_threshold)}"}}[{confidence.window}]))\n/\n'
             f"sum by (model) (rate(model_confidence_count[{confidence.window}]))",
         ),
         # Drift: bin counts summed over every instance and worker, so PSI is exact at any scale.
@@ -149,10 +186,11 @@ def alerts(spec: Spec) -> list[Alert]:
             a.error_rate.threshold_ratio,
             a.error_rate.for_,
             a.error_rate.severity,
-            f"{{{{ $labels.model }}}} answers more than {a.error_rate.threshold_ratio:.0%} of "
-            "requests with server errors",
+            f"{{{{ $labels.model }}}} fails more than {a.error_rate.threshold_ratio:.0%} of "
+            "requests with a 5xx (server errors and shed requests)",
             f"More than {a.error_rate.threshold_ratio:.0%} of prediction requests to "
-            f"{{{{ $labels.model }}}} failed with a server error over {a.error_rate.window}.",
+            f"{{{{ $labels.model }}}} over {a.error_rate.window} failed with a server error "
+            "(500, or 504 on timeout) or were shed with 503 (overloaded or shutting down).",
             window=a.error_rate.window,
         ),
         Alert(
@@ -175,7 +213,7 @@ def alerts(spec: Spec) -> list[Alert]:
             a.low_confidence.for_,
             a.low_confidence.severity,
             f"More than {a.low_confidence.max_share:.0%} of {{{{ $labels.model }}}} predictions "
-            "have low confidence",
+            f"have confidence at or below {a.low_confidence.confidence_threshold:g}",
             f"More than {a.low_confidence.max_share:.0%} of predictions over "
             f"{a.low_confidence.window} have confidence at or below "
             f"{a.low_confidence.confidence_threshold:g}.",
@@ -183,13 +221,26 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelServerDown",
-            f'label_replace(up{{job=~"{model_jobs(spec)}"}}, "model", "$1", "job", "(.+)")',
+            # A target that exists but cannot be scraped: a hung server, or a static target.
+            job_as_model(f'up{{job=~"{model_jobs(spec)}"}}'),
             "==",
             0,
             a.server_down.for_,
             a.server_down.severity,
             "{{ $labels.model }} target {{ $labels.instance }} is down",
             "Prometheus cannot scrape {{ $labels.instance }} of {{ $labels.model }}.",
+        ),
+        Alert(
+            "ModelServerMissing",
+            missing_targets(spec),
+            "==",
+            1,
+            a.server_down.for_,
+            a.server_down.severity,
+            "{{ $labels.model }} has no scrape target",
+            "Prometheus has no target of {{ $labels.model }}: every replica stopped, crashed or "
+            "was removed (with DNS discovery a stopped container disappears instead of going "
+            "down).",
         ),
         Alert(
             "ModelNoTraffic",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.generate import expressions as x
-from mlobs.generate.grafana_dashboards import DRIFT_UID, HEALTH_UID
+from mlobs.generate.links import ALERT_PANELS
 from mlobs.generate.yaml_output import dump
 from mlobs.spec import Spec, duration_seconds
 
@@ -28,12 +28,8 @@ FOLDER = "ML alerts"  # distinct from the dashboards' folder: both are created a
 GROUP_INTERVAL = "1m"  # a multiple of Grafana's 10 s scheduler tick
 CONTACT_POINT = "alert-sink"
 SINK_URL = "http://alert-sink:8080/grafana"
-GRAFANA_ALERTS = {
-    # alert name -> (dashboard uid, panel title) the alert links to
-    "ModelP99LatencyHigh": (HEALTH_UID, "Latency p50 / p90 / p99"),
-    "ModelErrorRateHigh": (HEALTH_UID, "Server error ratio"),
-    "ModelFeatureDriftHigh": (DRIFT_UID, "PSI per feature"),
-}
+# The alerts Grafana evaluates too; each links to the panel of mlobs.generate.links.
+GRAFANA_ALERTS = ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelFeatureDriftHigh")
 _THRESHOLD_TYPES = {">": "gt"}
 
 
@@ -125,8 +121,9 @@ def render(
     """The three alerting files, by path relative to the repository root."""
 
     def link(name: str) -> tuple[str, int]:
-        uid, title = GRAFANA_ALERTS[name]
-        return uid, panel_id(dashboards[Path(f"grafana/dashboards/{uid}.json")], title)
+        target = ALERT_PANELS[name]
+        board = dashboards[Path(f"grafana/dashboards/{target.uid}.json")]
+        return target.uid, panel_id(board, target.panel)
 
     rules = [_rule(a, link(a.name)) for a in x.alerts(spec) if a.name in GRAFANA_ALERTS]
     groups = {

@@ -34,11 +34,19 @@ from grafana_foundation_sdk.models import heatmap as heatmap_model
 from grafana_foundation_sdk.models import prometheus as prom_model
 
 from mlobs.generate import expressions as x
+from mlobs.generate.links import (
+    DRIFT_UID,
+    ERROR_RATIO_PANEL,
+    HEALTH_UID,
+    LATENCY_PANEL,
+    LOW_CONFIDENCE_PANEL,
+    PSI_PANEL,
+    REQUEST_RATE_PANEL,
+    TARGETS_PANEL,
+)
 from mlobs.spec import Spec
 
 DASHBOARDS_DIR = Path("grafana/dashboards")
-HEALTH_UID = "ml-model-health"
-DRIFT_UID = "ml-drift"
 PROMETHEUS = common.DataSourceRef(type_val="prometheus", uid="${datasource}")
 ELASTICSEARCH = common.DataSourceRef(type_val="elasticsearch", uid="elasticsearch")
 GENERATED = (
@@ -105,6 +113,11 @@ def _series(
 
 
 def _variables(board: Dashboard, *, version: bool) -> Dashboard:
+    # "All" is the default and has no custom all-value: Grafana then substitutes every option,
+    # escaped for each datasource (PromQL `(a|b)`, Lucene `("a" OR "b")`). A custom all-value is
+    # substituted unescaped into every query (grafana/scenes, which Grafana 12 dashboards run on:
+    # packages/scenes/src/variables/variants/MultiValueVariable.ts, CustomAllValue, the same in
+    # v6.10 to v6.42), so `.*` became the Lucene `model:.*`, which matches nothing.
     board = board.with_variable(
         DatasourceVariable("datasource").label("Prometheus").type("prometheus")
     ).with_variable(
@@ -117,7 +130,6 @@ def _variables(board: Dashboard, *, version: bool) -> Dashboard:
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
         .include_all(True)
-        .all_value(".*")
     )
     if version:
         query = 'label_values(model_info{model=~"$model"}, model_version)'
@@ -130,7 +142,6 @@ def _variables(board: Dashboard, *, version: bool) -> Dashboard:
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .multi(True)
             .include_all(True)
-            .all_value(".*")
         )
     return board
 
@@ -148,7 +159,13 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         )
         for q, ref in zip(x.LATENCY_QUANTILES, "ABC", strict=True)
     ]
-    low = f'le="{a.low_confidence.confidence_threshold:g}"'
+    # Exemplars (request ids of slow requests) on the highest quantile only: each query would
+    # draw the same exemplars of model_latency_seconds_bucket again. The Prometheus datasource
+    # links each one to its log line (grafana/provisioning/datasources/datasources.yml).
+    quantiles[-1] = quantiles[-1].exemplar(True)
+    # The bucket counts predictions at or below the threshold; its `le` as the client writes it.
+    low = f'le="{x.bucket_label(a.low_confidence.confidence_threshold)}"'
+    threshold = f"{a.low_confidence.confidence_threshold:g}"
     board = Dashboard("ML model health").uid(HEALTH_UID).description(GENERATED)
     board = _variables(
         board.tags(["mlobs", "ml"])
@@ -161,9 +178,10 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         board.with_row(Row("Traffic and errors"))
         .with_panel(
             _series(
-                "Request rate by outcome",
+                REQUEST_RATE_PANEL,
                 "reqps",
-                "Prediction requests per second by status.",
+                "Prediction requests per second by outcome: success, client_error (4xx), "
+                "server_error (500, 504 on timeout) and shed (503: overloaded or shutting down).",
                 _query(
                     f"sum by (model, status) (rate(model_requests_total{{{MV}}}{rate}))",
                     "{{model}} {{status}}",
@@ -173,13 +191,12 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         )
         .with_panel(
             _series(
-                "Server error ratio",
+                ERROR_RATIO_PANEL,
                 "percentunit",
-                f"Server errors / all prediction requests; the alert line is at "
-                f"{a.error_rate.threshold_ratio:.0%}.",
+                f"Server errors and shed requests (5xx) / all prediction requests; the alert line "
+                f"is at {a.error_rate.threshold_ratio:.0%}.",
                 _query(
-                    f"sum by (model) (rate(model_requests_total"
-                    f'{{{MV}, status="server_error"}}{rate}))'
+                    f"sum by (model) (rate(model_requests_total{{{MV}, {x.FAILED}}}{rate}))"
                     f"\n/\nsum by (model) (rate(model_requests_total{{{MV}}}{rate}))"
                 ),
                 threshold=a.error_rate.threshold_ratio,
@@ -189,10 +206,11 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         .with_row(Row("Latency and saturation"))
         .with_panel(
             _series(
-                "Latency p50 / p90 / p99",
+                LATENCY_PANEL,
                 "s",
                 f"From model_latency_seconds; the alert fires when p99 stays above "
-                f"{a.latency.threshold_seconds:g} s.",
+                f"{a.latency.threshold_seconds:g} s. Each diamond is a request (an exemplar): "
+                "click it for its log line in Elasticsearch or Kibana.",
                 *quantiles,
                 threshold=a.latency.threshold_seconds,
                 links=links,
@@ -202,9 +220,22 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
             _series(
                 "Requests in flight",
                 "short",
-                "Prediction requests being answered right now.",
+                "Prediction requests being answered right now, from arrival to response.",
                 _query(f"sum by (model) (model_requests_in_flight{{{M}}})"),
-            )
+            ).span(6)
+        )
+        .with_panel(
+            _series(
+                "Predictions running / queued",
+                "short",
+                "Predictions executing, each holding a concurrency slot, and predictions waiting "
+                "for a slot. A queue that stays up means the server is at its concurrency limit "
+                "and will shed requests (503).",
+                _query(f"sum by (model) (model_predictions_running{{{M}}})", "running {{model}}"),
+                _query(
+                    f"sum by (model) (model_predictions_queued{{{M}}})", "queued {{model}}", "B"
+                ),
+            ).span(6)
         )
         .with_row(Row("Model behaviour"))
         .with_panel(
@@ -252,11 +283,10 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         )
         .with_panel(
             _series(
-                "Low-confidence share",
+                LOW_CONFIDENCE_PANEL,
                 "percentunit",
-                f"Predictions with confidence at or below "
-                f"{a.low_confidence.confidence_threshold:g}; the alert line is at "
-                f"{a.low_confidence.max_share:.0%}.",
+                f"Share of predictions with confidence at or below {threshold}; the alert line "
+                f"is at {a.low_confidence.max_share:.0%}.",
                 _query(
                     f"sum by (model) (rate(model_confidence_bucket{{{MV}, {low}}}{rate}))"
                     f"\n/\nsum by (model) (rate(model_confidence_count{{{MV}}}{rate}))"
@@ -267,13 +297,18 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         .with_row(Row("Scrape health and logs"))
         .with_panel(
             stat.Panel()
-            .title("Targets up")
+            .title(TARGETS_PANEL)
             .unit("short")
-            .description("Model server targets Prometheus scraped successfully (1 = up).")
+            .description(
+                "Per model, the targets Prometheus scrapes successfully: 0 when every replica is "
+                "down, and when none is left (a stopped container drops out of DNS discovery). "
+                "Per target: 1 = up, 0 = down."
+            )
             .datasource(PROMETHEUS)
             .height(6)
             .span(8)
-            .with_target(_query(f'up{{job=~"{x.model_jobs(spec)}"}}', "{{instance}}"))
+            .with_target(_query(x.targets_up(spec), "{{job}} targets up"))
+            .with_target(_query(f'up{{job=~"{x.model_jobs(spec)}"}}', "{{instance}}", "B"))
             .thresholds(
                 ThresholdsConfig()
                 .mode(dm.ThresholdsMode.ABSOLUTE)
@@ -297,7 +332,10 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
         .with_panel(
             logs.Panel()
             .title("Recent low-confidence predictions")
-            .description("Inference events tagged low_confidence by Logstash (Elasticsearch).")
+            .description(
+                f"Inference events with confidence at or below {threshold} (Elasticsearch), "
+                "newest first; expand a row for its inputs and request id."
+            )
             .datasource(ELASTICSEARCH)
             .height(10)
             .span(24)
@@ -306,7 +344,8 @@ def health_dashboard(spec: Spec, links: Links) -> Dashboard:
                 .ref_id("A")
                 .datasource(ELASTICSEARCH)
                 .bucket_aggs([])
-                .query("tags:low_confidence AND model:${model:lucene}")
+                # The same boundary as the le bucket: at or below the threshold.
+                .query(f"confidence:<={threshold} AND model:${{model:lucene}}")
                 .time_field("@timestamp")
                 .metrics([es.Logs().id("1").settings(es.ElasticsearchLogsSettings().limit("100"))])
             )
@@ -344,7 +383,7 @@ def drift_dashboard(spec: Spec) -> Dashboard:
         board.with_row(Row("Population stability"))
         .with_panel(
             _series(
-                "PSI per feature",
+                PSI_PANEL,
                 "none",
                 f"Population stability index against the training baseline over {a.window}; the "
                 f"alert line is at {a.psi_threshold:g}. Empty below {a.min_samples} values.",

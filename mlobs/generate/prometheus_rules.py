@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.generate.expressions import Alert, alerts, recording_rules
+from mlobs.generate.links import dashboard_url
 from mlobs.generate.yaml_output import dump
 from mlobs.spec import Spec
 
@@ -23,7 +24,7 @@ def _alert_rule(alert: Alert, spec: Spec) -> dict[str, Any]:
         "annotations": {
             "summary": alert.summary,
             "description": alert.description,
-            "dashboard": f"{spec.dashboard_url}?var-model={{{{ $labels.model }}}}",
+            "dashboard": dashboard_url(spec.grafana_url, alert.name),
         },
     }
 

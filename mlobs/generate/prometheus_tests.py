@@ -18,6 +18,7 @@ import numpy as np
 
 from mlobs.drift import psi_from_counts
 from mlobs.generate import expressions as x
+from mlobs.generate.links import dashboard_url
 from mlobs.generate.yaml_output import dump
 from mlobs.metrics import LATENCY_BUCKETS
 from mlobs.spec import Spec, duration_seconds
@@ -72,16 +73,30 @@ def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
     return {"series": f"{name}{{{text}}}", "values": values}
 
 
+def bucket_series_label(bound: float) -> str:
+    """The `le` label of a bucket, as prometheus_client writes it (+Inf for the last one)."""
+    return "+Inf" if bound == float("inf") else x.bucket_label(bound)
+
+
 class AlertCheck:
     """Builds the `alert_rule_test` entries of one alert."""
 
-    def __init__(self, alert: x.Alert) -> None:
+    def __init__(self, alert: x.Alert, spec: Spec) -> None:
         self.alert = alert
+        self.dashboard = dashboard_url(spec.grafana_url, alert.name)
 
     def silent(self, minute: int) -> dict[str, Any]:
         return {"eval_time": f"{minute}m", "alertname": self.alert.name, "exp_alerts": []}
 
-    def firing(self, minute: int, labels: dict[str, str], dashboard: str) -> dict[str, Any]:
+    def firing(self, minute: int, *labelled: dict[str, str]) -> dict[str, Any]:
+        """The alert fires at `minute` once for each label set of `labelled`."""
+        return {
+            "eval_time": f"{minute}m",
+            "alertname": self.alert.name,
+            "exp_alerts": [self._expected(labels) for labels in labelled],
+        }
+
+    def _expected(self, labels: dict[str, str]) -> dict[str, Any]:
         labels = {**labels, "severity": self.alert.severity}
 
         def fill(text: str) -> str:
@@ -90,13 +105,9 @@ class AlertCheck:
         annotations = {
             "summary": fill(self.alert.summary),
             "description": fill(self.alert.description),
-            "dashboard": f"{dashboard}?var-model={labels['model']}",
+            "dashboard": fill(self.dashboard),
         }
-        return {
-            "eval_time": f"{minute}m",
-            "alertname": self.alert.name,
-            "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}],
-        }
+        return {"exp_labels": labels, "exp_annotations": annotations}
 
 
 def _case(name: str, input_series: list[dict[str, str]], checks: list[dict[str, Any]]) -> dict:
@@ -122,9 +133,12 @@ def _latency_cases(spec: Spec, check: AlertCheck) -> list[dict]:
                 )
                 for m, s in shares
             ]
-            le_text = "+Inf" if le == float("inf") else _num(le)
             out.append(
-                series("model_latency_seconds_bucket", {**labels, "le": le_text}, counter(phases))
+                series(
+                    "model_latency_seconds_bucket",
+                    {**labels, "le": bucket_series_label(le)},
+                    counter(phases),
+                )
             )
         out.append(
             series(
@@ -143,7 +157,7 @@ def _latency_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             histogram([(recover_at, 0.98), (recover_at + window + 5, 0.995)]),
             [
                 check.silent(hold),  # pending: true since 1m, not yet for `for`
-                check.firing(hold + 2, labels, spec.dashboard_url),
+                check.firing(hold + 2, labels),
                 check.silent(recover_at + window + 2),
             ],
         ),
@@ -165,14 +179,22 @@ def _error_cases(spec: Spec, check: AlertCheck) -> list[dict]:
     ratio, window, hold = a.threshold_ratio, _minutes(a.window), _minutes(a.for_)
     busy = 600.0  # requests a minute: 10 req/s, well above the minimum rate
 
-    def requests(total: float, phases_share: Sequence[tuple[int, float]]) -> list[dict[str, str]]:
+    def requests(
+        total: float, phases_share: Sequence[tuple[int, float]], shed: float = 0.0
+    ) -> list[dict[str, str]]:
+        """Share `s` of `total` requests fail: `shed` of them shed with 503, the rest 5xx errors."""
         labels = {"model": MODEL, "model_version": "1", "instance": "i1"}
         client_errors = 0.05 * total  # count in the denominator only
         return [
             series(
                 "model_requests_total",
                 {**labels, "status": "server_error"},
-                counter([Phase(m, s * total) for m, s in phases_share]),
+                counter([Phase(m, (1 - shed) * s * total) for m, s in phases_share]),
+            ),
+            series(
+                "model_requests_total",
+                {**labels, "status": "shed"},
+                counter([Phase(m, shed * s * total) for m, s in phases_share]),
             ),
             series(
                 "model_requests_total",
@@ -195,9 +217,19 @@ def _error_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             requests(busy, [(end, 2 * ratio), (end + window + 5, 0.0)]),
             [
                 check.silent(hold),
-                check.firing(hold + 2, labels, spec.dashboard_url),
+                check.firing(hold + 2, labels),
                 check.silent(end + window + 2),
             ],
+        ),
+        _case(
+            "shed requests above the ratio fire: a 503 fails the caller too",
+            requests(busy, [(end, 2 * ratio)], shed=1.0),
+            [check.silent(hold), check.firing(hold + 2, labels)],
+        ),
+        _case(
+            "server errors and shed requests, each below the ratio, fire together above it",
+            requests(busy, [(end, 1.2 * ratio)], shed=0.5),
+            [check.firing(hold + 2, labels)],
         ),
         _case(
             "server errors exactly at the ratio stay silent",
@@ -270,14 +302,14 @@ def _drift_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             bins([(long, shifted), (window + 10, 0.5)], per_minute, instances=2),
             [
                 check.silent(warm_up + hold - 2),
-                check.firing(warm_up + hold + 2, labels, spec.dashboard_url),
+                check.firing(warm_up + hold + 2, labels),
                 check.silent(long + window + 5),
             ],
         ),
         _case(
             "PSI just above the threshold fires",
             bins([(long, _two_bin_share(1.02 * threshold))], per_minute),
-            [check.firing(window + hold, labels, spec.dashboard_url)],
+            [check.firing(window + hold, labels)],
         ),
         _case(
             "PSI just below the threshold stays silent",
@@ -299,7 +331,7 @@ def _low_confidence_cases(spec: Spec, check: AlertCheck) -> list[dict]:
 
     def confidence(phases: Sequence[tuple[int, float]]) -> list[dict]:
         labels = {"model": MODEL, "model_version": "1", "instance": "i1"}
-        le = _num(a.confidence_threshold)
+        le = bucket_series_label(a.confidence_threshold)
         return [
             series(
                 "model_confidence_bucket",
@@ -318,7 +350,7 @@ def _low_confidence_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             confidence([(end, share + 0.1), (end + window + 5, share - 0.1)]),
             [
                 check.silent(hold),
-                check.firing(hold + 2, {"model": MODEL}, spec.dashboard_url),
+                check.firing(hold + 2, {"model": MODEL}),
                 check.silent(end + window + 2),
             ],
         ),
@@ -345,7 +377,7 @@ def _server_down_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             [series("up", target, gauge([Phase(up, 1), Phase(down, 0), Phase(10, 1)]))],
             [
                 check.silent(up),
-                check.firing(up + hold + 1, {**target, "model": MODEL}, spec.dashboard_url),
+                check.firing(up + hold + 1, {**target, "model": MODEL}),
                 check.silent(up + down + 2),
             ],
         ),
@@ -359,6 +391,69 @@ def _server_down_cases(spec: Spec, check: AlertCheck) -> list[dict]:
                 )
             ],
             [check.silent(up + hold + 1)],
+        ),
+        _case(
+            "a target that vanishes from discovery never reports down (ModelServerMissing)",
+            [series("up", target, vanishing(up))],
+            [check.silent(up + hold + 5)],
+        ),
+    ]
+
+
+def vanishing(minutes: int) -> str:
+    """promtool values of `up` of a target that discovery drops after `minutes`: Prometheus
+    writes a staleness marker and the series ends, it does not turn 0."""
+    return f"1x{minutes} stale"
+
+
+def _server_missing_cases(spec: Spec, check: AlertCheck) -> list[dict]:
+    hold = _minutes(spec.alerts.server_down.for_)
+    up, gone = 5, hold + 5  # minutes with targets, then without
+    end = up + gone + 10
+
+    def target(replica: int) -> dict[str, str]:
+        return {"job": MODEL, "instance": f"{MODEL}/10.0.0.{replica}"}
+
+    # Every other model keeps its target: only MODEL may fire.
+    others = [
+        series("up", {"job": m.name, "instance": f"{m.name}/10.0.1.1"}, f"1x{end}")
+        for m in spec.models
+        if m.name != MODEL
+    ]
+    missing = {"job": MODEL, "model": MODEL}
+    return [
+        _case(
+            "the only target vanishes (stopped container): fires after `for`, resolves when a "
+            "new container is discovered",
+            [
+                *others,
+                series("up", target(1), vanishing(up)),
+                series("up", target(2), f"_x{up + gone} 1x10"),
+            ],
+            [
+                check.silent(up),
+                check.firing(up + hold + 2, missing),
+                check.silent(up + gone + 2),
+            ],
+        ),
+        _case(
+            "one of two replicas vanishes: the other still serves, silent",
+            [*others, series("up", target(1), vanishing(up)), series("up", target(2), f"1x{end}")],
+            [check.silent(up + hold + 2)],
+        ),
+        _case(
+            "both replicas vanish: fires",
+            [
+                *others,
+                series("up", target(1), vanishing(up)),
+                series("up", target(2), vanishing(up)),
+            ],
+            [check.firing(up + hold + 2, missing)],
+        ),
+        _case(
+            "a target that is down (up == 0) is ModelServerDown's, not missing",
+            [*others, series("up", target(1), gauge([Phase(up, 1), Phase(gone, 0)]))],
+            [check.silent(up + hold + 2)],
         ),
     ]
 
@@ -380,7 +475,7 @@ def _no_traffic_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             ],
             [
                 check.silent(hold - 1),
-                check.firing(hold + 2, {"model": MODEL}, spec.dashboard_url),
+                check.firing(hold + 2, {"model": MODEL}),
                 check.silent(quiet + 2),
             ],
         ),
@@ -398,6 +493,7 @@ _CASES = {
     "ModelFeatureDriftHigh": _drift_cases,
     "ModelLowConfidence": _low_confidence_cases,
     "ModelServerDown": _server_down_cases,
+    "ModelServerMissing": _server_missing_cases,
     "ModelNoTraffic": _no_traffic_cases,
 }
 
@@ -408,7 +504,7 @@ def alert_tests(spec: Spec) -> list[dict]:
     for alert in x.alerts(spec):
         if alert.name not in _CASES:
             raise KeyError(f"alert {alert.name} has no promtool test cases")
-        groups += _CASES[alert.name](spec, AlertCheck(alert))
+        groups += _CASES[alert.name](spec, AlertCheck(alert, spec))
     return groups
 
 
@@ -434,8 +530,8 @@ def _traffic_recording_case(spec: Spec) -> dict:
     """Two replicas; the rules sum them per model."""
     minute = _minutes(spec.alerts.low_confidence.window) + 5
     per_minute = {  # instance -> status -> requests a minute
-        "i1": {"success": 300.0, "client_error": 30.0, "server_error": 6.0},
-        "i2": {"success": 300.0, "client_error": 24.0, "server_error": 0.0},
+        "i1": {"success": 300.0, "client_error": 30.0, "server_error": 6.0, "shed": 0.0},
+        "i2": {"success": 300.0, "client_error": 24.0, "server_error": 0.0, "shed": 12.0},
     }
     # Cumulative latency shares: p50 = 0.05, p90 = 0.1 and p99 = 0.25 exactly, because each
     # quantile's rank is the top of its bucket.
@@ -455,15 +551,14 @@ def _traffic_recording_case(spec: Spec) -> dict:
         total = sum(statuses.values())
         for le in (*LATENCY_BUCKETS, float("inf")):
             share = 0.0 if le < 0.05 else latency_share.get(le, 1.0)
-            le_text = "+Inf" if le == float("inf") else _num(le)
             input_series.append(
                 series(
                     "model_latency_seconds_bucket",
-                    {**labels, "le": le_text},
+                    {**labels, "le": bucket_series_label(le)},
                     counter([Phase(minute, share * total)]),
                 )
             )
-        le = _num(spec.alerts.low_confidence.confidence_threshold)
+        le = bucket_series_label(spec.alerts.low_confidence.confidence_threshold)
         input_series += [
             series(
                 "model_confidence_bucket",
@@ -472,7 +567,7 @@ def _traffic_recording_case(spec: Spec) -> dict:
             ),
             series("model_confidence_count", labels, counter([Phase(minute, total)])),
         ]
-    statuses = ("success", "client_error", "server_error")
+    statuses = ("success", "client_error", "server_error", "shed")
     by_status = {s: sum(i[s] for i in per_minute.values()) / 60 for s in statuses}
     total_rate = sum(by_status.values())
     model = {"model": MODEL}
@@ -482,7 +577,12 @@ def _traffic_recording_case(spec: Spec) -> dict:
             _expect(x.REQUEST_RATE_BY_STATUS, {**model, "status": s}, r, minute)
             for s, r in by_status.items()
         ),
-        _expect(x.SERVER_ERROR_RATIO, model, by_status["server_error"] / total_rate, minute),
+        _expect(
+            x.SERVER_ERROR_RATIO,
+            model,
+            sum(by_status[s] for s in x.FAILED_STATUSES) / total_rate,
+            minute,
+        ),
         _expect(x.latency_quantile_name(0.5), model, 0.05, minute),
         _expect(x.latency_quantile_name(0.9), model, 0.1, minute),
         _expect(x.latency_quantile_name(0.99), model, 0.25, minute),

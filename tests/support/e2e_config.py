@@ -17,7 +17,7 @@ E2E_CHANGES = {  # short, but long enough for 5 s scrapes and Grafana's 10 s eva
     "error_rate": {"window": "30s", "for": "10s"},
     "drift": {"window": "60s", "for": "10s", "min_samples": 50},
     "low_confidence": {"window": "30s", "for": "10s"},
-    "server_down": {"for": "10s"},
+    "server_down": {"for": "10s"},  # ModelServerDown and ModelServerMissing (stopped container)
     "no_traffic": {"window": "30s", "for": "30s"},
 }
 

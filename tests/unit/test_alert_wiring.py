@@ -1,5 +1,7 @@
 """Contracts between the generated configs: scrape jobs, rules, routes and receivers agree."""
 
+import re
+
 import yaml
 
 from mlobs.spec import load_spec
@@ -46,7 +48,31 @@ def test_alertmanager_routes_every_severity_to_alert_sink_and_inhibits_symptoms(
         hook = receivers[r["receiver"]]["webhook_configs"][0]
         assert hook["url"] == "http://alert-sink:8080/alertmanager" and hook["send_resolved"]
     [inhibit] = config["inhibit_rules"]
-    assert inhibit["source_matchers"] == ['alertname="ModelServerDown"']
-    assert "ModelP99LatencyHigh" in inhibit["target_matchers"][0]
-    assert "ModelErrorRateHigh" in inhibit["target_matchers"][0]
+    # A server that is down and one that vanished from discovery silence the same symptoms.
+    [source] = inhibit["source_matchers"]
+    [target] = inhibit["target_matchers"]
+    for gone in ("ModelServerDown", "ModelServerMissing"):
+        assert _matcher_selects(source, "alertname", gone), gone
+    for symptom in ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelNoTraffic"):
+        assert _matcher_selects(target, "alertname", symptom), symptom
+    assert not _matcher_selects(target, "alertname", "ModelServerMissing")
     assert inhibit["equal"] == ["model"]
+
+
+def test_a_vanished_server_is_routed_and_labelled_like_a_down_one():
+    alerts = {a["alert"]: a for a in _alerts()}
+    down, missing = alerts["ModelServerDown"], alerts["ModelServerMissing"]
+    assert missing["labels"] == down["labels"] and missing["for"] == down["for"]
+    assert missing["labels"]["severity"] == SPEC.alerts.server_down.severity
+    assert missing["for"] == SPEC.alerts.server_down.for_
+
+
+def _matcher_selects(matcher: str, label: str, value: str) -> bool:
+    """Whether an Alertmanager matcher such as `alertname=~"A|B"` selects label=value."""
+    match = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher)
+    assert match, matcher
+    name, op, pattern = match.groups()
+    if name != label:
+        return False
+    hit = re.fullmatch(pattern, value) is not None if "~" in op else pattern == value
+    return hit != op.startswith("!")

@@ -1,17 +1,22 @@
-"""Grafana provisioning files obey the rules whose violation makes Grafana exit at start, and the
-Grafana alert rules match the Prometheus alerts (same queries, thresholds, `for`, severity)."""
+"""Grafana provisioning files obey the rules whose violation makes Grafana exit at start (or log an
+error at every start: a provisioning folder it reads is missing), the Grafana alert rules match
+the Prometheus alerts (same queries, thresholds, `for`, severity), and the logs show a readable
+line."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import promql_parser
 import yaml
 
 from mlobs.generate.expressions import alerts
+from mlobs.logs import flush_logs
 from mlobs.spec import duration_seconds, load_spec
 from tests.conftest import REPO
 from tests.support.grafana import ALERTING, DATASOURCES, alert_rules
+from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 SPEC = load_spec(REPO / "observability.yaml")
 GRAFANA_ALERTS = {"ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelFeatureDriftHigh"}
@@ -140,10 +145,116 @@ def test_grafana_rules_match_the_prometheus_alerts():
 
 
 def test_rules_link_to_an_existing_dashboard_panel():
-    import json
-
     for rule in alert_rules():
         uid = rule["annotations"]["__dashboardUid__"]
         board = json.loads((REPO / f"grafana/dashboards/{uid}.json").read_text())
         ids = {str(p["id"]) for p in board["panels"]}
         assert rule["annotations"]["__panelId__"] in ids
+
+
+# Every folder Grafana 12.2 reads under its provisioning path: grafana/grafana v12.2.x
+# pkg/services/provisioning/provisioning.go joins ProvisioningPath with these four. A missing
+# plugins/ is logged at level=error on every start (pkg/services/provisioning/plugins/
+# config_reader.go, "Failed to read plugin provisioning files from directory").
+PROVISIONING = REPO / "grafana/provisioning"
+PROVISIONING_FOLDERS = ("datasources", "plugins", "dashboards", "alerting")
+CONTAINER_PROVISIONING = "/etc/grafana/provisioning"  # the image's GF_PATHS_PROVISIONING
+
+
+def test_every_provisioning_folder_grafana_reads_exists_with_a_file():
+    for folder in PROVISIONING_FOLDERS:
+        files = sorted((PROVISIONING / folder).glob("*.yml"))
+        # git keeps no empty folder: without a file the folder is missing in every clone.
+        assert files, f"grafana/provisioning/{folder}/ has no .yml file"
+        for path in files:
+            assert yaml.safe_load(path.read_text())["apiVersion"] == 1, path
+
+
+def _grafana_mounts() -> dict[str, str]:
+    """Container path -> host path of the grafana service's bind mounts in docker-compose.yml."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mounts = {}
+    for volume in compose["services"]["grafana"]["volumes"]:
+        if isinstance(volume, dict):
+            mounts[volume["target"]] = volume["source"]
+        else:
+            host, container, *_ = volume.split(":")
+            mounts[container] = host
+    return mounts
+
+
+def test_compose_mounts_every_provisioning_folder():
+    mounts = _grafana_mounts()
+    for folder in PROVISIONING_FOLDERS:
+        direct = mounts.get(f"{CONTAINER_PROVISIONING}/{folder}")
+        parent = mounts.get(CONTAINER_PROVISIONING)
+        host = direct or (f"{parent}/{folder}" if parent else None)
+        assert host, f"compose mounts nothing at {CONTAINER_PROVISIONING}/{folder}"
+        assert (REPO / host).resolve() == (PROVISIONING / folder).resolve(), host
+
+
+def test_logs_show_a_line_that_differs_between_predictions(
+    serve, log_file, anomaly_model, chatbot_model
+):
+    """The logs panel and Explore show the datasource's logMessageField as each row's text.
+    `message` is "inference" on every event: a field the person on call can read differs
+    between predictions and is a string in every successful inference event."""
+    [es] = [d for d in _datasources() if d["type"] == "elasticsearch"]
+    field, level = es["jsonData"]["logMessageField"], es["jsonData"]["logLevelField"]
+    requests = [
+        (anomaly_model, ANOMALY_BODY),
+        (chatbot_model, CHAT_BODY),
+        (chatbot_model, {"message": "zzzz qqqq"}),  # no known word: the fallback answer
+    ]
+    for model, body in requests:
+        with serve(model) as client:
+            assert client.post("/predict", json=body).status_code == 200
+    flush_logs()
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    events = [e for e in events if e.get("message") == "inference"]
+    assert len(events) == len(requests)
+    lines = [e.get(field) for e in events]
+    assert all(isinstance(line, str) and line for line in lines), lines
+    assert len(set(lines)) > 1, f"every row would read {lines[0]!r}"
+    assert all(isinstance(e.get(level), str) for e in events)
+    mapping = json.loads((REPO / "elasticsearch/component-template.json").read_text())
+    assert field in mapping["template"]["mappings"]["properties"], "not a field of the event"
+
+
+def test_exemplar_links_open_the_log_line_of_the_request(serve, anomaly_model):
+    """From a latency exemplar to its log line: the label the server puts on exemplars, a
+    provisioned datasource for the internal link, and a Kibana URL (the spec's) that filters a
+    field the Elasticsearch template maps as a keyword."""
+    [prom] = [d for d in _datasources() if d["type"] == "prometheus"]
+    destinations = prom["jsonData"]["exemplarTraceIdDestinations"]
+    uids = {d["uid"] for d in _datasources()}
+    mapping = json.loads((REPO / "elasticsearch/component-template.json").read_text())
+    properties = mapping["template"]["mappings"]["properties"]
+    with serve(anomaly_model) as client:
+        client.post("/predict", json=ANOMALY_BODY, headers={"X-Request-ID": "exemplar-1"})
+        exposition = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    exemplar_label = re.search(r'# \{(\w+)="exemplar-1"', exposition.text)
+    assert exemplar_label is not None, "the server exposes no exemplar with the request id"
+    assert {d["name"] for d in destinations} == {exemplar_label.group(1)}
+    internal = [d for d in destinations if "datasourceUid" in d]
+    assert [d["datasourceUid"] for d in internal] == ["elasticsearch"]
+    assert set(uids) >= {d["datasourceUid"] for d in internal}
+    [kibana] = [d["url"] for d in destinations if "url" in d]
+    assert kibana.startswith(f"{SPEC.kibana_url}/app/discover")
+    # $$ is provisioning's escape: Grafana sees ${__value.raw}, the exemplar's label value.
+    field = re.search(r"query:'(\w+):%22\$\$\{__value\.raw\}%22'", kibana)
+    assert field is not None and properties[field.group(1)]["type"] == "keyword"
+    assert field.group(1) == exemplar_label.group(1)
+
+
+def test_the_latency_panel_shows_exemplars_of_the_latency_histogram():
+    health = json.loads((REPO / "grafana/dashboards/ml-model-health.json").read_text())
+    with_exemplars = [
+        (panel["title"], target["expr"])
+        for panel in health["panels"]
+        for target in panel.get("targets", [])
+        if target.get("exemplar")
+    ]
+    assert len(with_exemplars) == 1, with_exemplars
+    [(_, expr)] = with_exemplars
+    assert "model_latency_seconds_bucket" in expr and "0.99" in expr

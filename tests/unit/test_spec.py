@@ -53,6 +53,12 @@ def test_bad_spec_names_the_key(tmp_path, data, named):
         _load(tmp_path, data)
 
 
+def test_the_replaced_dashboard_url_key_names_its_successor(tmp_path):
+    old = {**GOOD, "dashboard_url": "http://localhost:3000/d/ml-model-health"}
+    with pytest.raises(SpecError, match="dashboard_url was replaced by grafana_url"):
+        _load(tmp_path, old)
+
+
 def test_unreadable_or_invalid_yaml_is_reported(tmp_path):
     with pytest.raises(SpecError, match="cannot read"):
         load_spec(tmp_path / "missing.yaml")

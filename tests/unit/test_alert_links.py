@@ -1,0 +1,94 @@
+"""Every alert links to a dashboard that explains it: the linked dashboard exists, has a panel that
+reads the alert's series (through the recording rules), and receives the alert's labels as its
+variables. ModelFeatureDriftHigh used to link ml-model-health, which has no drift panel."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlsplit
+
+import promql_parser
+import pytest
+import yaml
+
+from mlobs.generate.expressions import recording_rules
+from mlobs.spec import load_spec
+from tests.conftest import REPO
+from tests.support.grafana import PROMETHEUS, alert_rules, interpolate, query_variables
+
+SPEC = load_spec(REPO / "observability.yaml")
+RECORDED = {r.record: r.expr for r in recording_rules(SPEC)}
+
+
+def _raw_series(promql: str) -> set[str]:
+    """The exported series a query reads, following recorded series to the metrics behind them."""
+    names: set[str] = set()
+    promql_parser.walk(
+        promql_parser.parse(promql),
+        lambda node: (
+            names.add(node.name) if isinstance(node, promql_parser.VectorSelector) else None
+        ),
+    )
+    return set().union(*(_raw_series(RECORDED[n]) if n in RECORDED else {n} for n in names))
+
+
+def _board(uid: str) -> dict:
+    path = REPO / f"grafana/dashboards/{uid}.json"
+    assert path.is_file(), f"no dashboard with uid {uid}"
+    return json.loads(path.read_text())
+
+
+def _panel_series(panel: dict) -> set[str]:
+    return {
+        name
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == PROMETHEUS
+        for name in _raw_series(interpolate(target["expr"], {}, PROMETHEUS))
+    }
+
+
+def _prometheus_alerts() -> list[dict]:
+    groups = yaml.safe_load((REPO / "prometheus/rules/alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def _alert_labels() -> dict[str, set[str]]:
+    """The labels each alert fires with, from its promtool tests."""
+    tests = yaml.safe_load((REPO / "prometheus/tests/alerts.test.yml").read_text())["tests"]
+    labels: dict[str, set[str]] = {}
+    for case in tests:
+        for check in case.get("alert_rule_test", []):
+            for alert in check["exp_alerts"]:
+                labels.setdefault(check["alertname"], set()).update(alert["exp_labels"])
+    return labels
+
+
+@pytest.mark.parametrize("alert", _prometheus_alerts(), ids=lambda a: a["alert"])
+def test_prometheus_alert_links_a_dashboard_with_its_series_and_labels(alert):
+    url = urlsplit(alert["annotations"]["dashboard"])
+    assert f"{url.scheme}://{url.netloc}" == SPEC.grafana_url
+    assert url.path.startswith("/d/")
+    board = _board(url.path.removeprefix("/d/"))
+    series = _raw_series(alert["expr"])
+    readers = [p["title"] for p in board["panels"] if _panel_series(p) & series]
+    assert readers, f"{board['uid']} has no panel reading {sorted(series)}"
+    variables = {v.name for v in query_variables(board)}
+    fired_with = _alert_labels()[alert["alert"]]
+    for key, value in parse_qsl(url.query):
+        assert key.startswith("var-") and key.removeprefix("var-") in variables, key
+        label = value.removeprefix("{{ $labels.").removesuffix(" }}")
+        assert value == f"{{{{ $labels.{label} }}}}" and label in fired_with, value
+    # Every dashboard variable the alert has a label for is filled in (the drift dashboard's
+    # feature, not only the model).
+    passed = {k.removeprefix("var-") for k, _ in parse_qsl(url.query)}
+    assert variables & fired_with <= passed
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["title"])
+def test_grafana_rule_links_the_panel_of_its_series_like_the_prometheus_alert(rule):
+    board = _board(rule["annotations"]["__dashboardUid__"])
+    [panel] = [p for p in board["panels"] if str(p["id"]) == rule["annotations"]["__panelId__"]]
+    query = next(q for q in rule["data"] if q["datasourceUid"] == PROMETHEUS)
+    assert _panel_series(panel) & _raw_series(query["model"]["expr"]), panel["title"]
+    [twin] = [a for a in _prometheus_alerts() if a["alert"] == rule["title"]]
+    assert urlsplit(twin["annotations"]["dashboard"]).path == f"/d/{board['uid']}"

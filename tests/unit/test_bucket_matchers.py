@@ -1,0 +1,115 @@
+"""`le` matchers equal the bucket labels prometheus_client writes: `le="1"` selects nothing when
+the servers expose `le="1.0"` (Prometheus 3 normalises to that too). Checked for every matcher of
+the rules, the Grafana alert rules and the dashboards, and for the promtool tests' inputs, against
+the /metrics of real model servers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import promql_parser
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlobs.generate.expressions import bucket_label
+from tests.conftest import REPO
+from tests.support.grafana import PROMETHEUS, alert_rules, interpolate, prometheus_queries
+from tests.support.grafana import matcher_selects as selects
+from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
+
+
+def _client_bucket_labels(bounds: tuple[float, ...]) -> list[str]:
+    registry = CollectorRegistry()
+    Histogram("h", "h", buckets=bounds, registry=registry).observe(0.3)
+    text = generate_latest(registry).decode()
+    return [
+        s.labels["le"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "h_bucket"
+    ]
+
+
+@pytest.mark.parametrize(("bound", "text"), [(1.0, "1.0"), (0.25, "0.25"), (0.5, "0.5")])
+def test_bucket_label_is_what_prometheus_client_writes(bound, text):
+    assert bucket_label(bound) == text
+    assert text in _client_bucket_labels((0.25, 0.5, 1.0))
+
+
+@pytest.fixture
+def exposed_buckets(serve, anomaly_model, chatbot_model) -> dict[str, set[str]]:
+    """metric name -> the `le` labels real servers expose for it."""
+    labels: dict[str, set[str]] = defaultdict(set)
+    for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
+        with serve(model) as client:
+            client.post("/predict", json=body)
+            text = client.get("/metrics").text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if "le" in sample.labels and sample.name.startswith("model_"):
+                    labels[sample.name].add(sample.labels["le"])
+    assert {"model_latency_seconds_bucket", "model_confidence_bucket"} <= set(labels)
+    return labels
+
+
+def _rule_exprs(path: Path) -> list[tuple[str, str]]:
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return [
+        (f"{path.name}: {r.get('record') or r['alert']}", r["expr"])
+        for g in groups
+        for r in g["rules"]
+    ]
+
+
+def _every_query() -> list[tuple[str, str]]:
+    queries = [e for p in sorted((REPO / "prometheus/rules").glob("*.yml")) for e in _rule_exprs(p)]
+    queries += [
+        (f"Grafana rule {r['title']}", q["model"]["expr"])
+        for r in alert_rules()
+        for q in r["data"]
+        if q["datasourceUid"] == PROMETHEUS
+    ]
+    queries += [(q.name, interpolate(q.text, {}, PROMETHEUS)) for q in prometheus_queries()]
+    return queries
+
+
+def _le_matchers(promql: str) -> list[tuple[str, promql_parser.Matcher]]:
+    found: list[tuple[str, promql_parser.Matcher]] = []
+
+    def visit(node) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.extend((node.name, m) for m in node.matchers.matchers if m.name == "le")
+
+    promql_parser.walk(promql_parser.parse(promql), visit)
+    return found
+
+
+def test_every_le_matcher_selects_a_bucket_the_servers_expose(exposed_buckets):
+    checked = 0
+    for name, promql in _every_query():
+        for metric, matcher in _le_matchers(promql):
+            exposed = exposed_buckets.get(metric, set())
+            assert any(selects(matcher, le) for le in exposed), (
+                f"{name}: le {matcher.value!r} of {metric}; the servers expose {sorted(exposed)}"
+            )
+            checked += 1
+    assert checked >= 2  # the low-confidence rule and its panel
+
+
+def test_promtool_test_inputs_use_the_bucket_labels_the_servers_expose(exposed_buckets):
+    """A promtool test fed `le="1"` passes against rules that never see that label in production."""
+    checked = 0
+    for path in sorted((REPO / "prometheus/tests").glob("*.test.yml")):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for entry in case["input_series"]:
+                selector = promql_parser.parse(entry["series"])
+                for matcher in selector.matchers.matchers:
+                    if matcher.name == "le" and selector.name in exposed_buckets:
+                        assert matcher.value in exposed_buckets[selector.name], (
+                            f"{path.name}: {entry['series']}"
+                        )
+                        checked += 1
+    assert checked > 0
