@@ -1,6 +1,11 @@
 """kibana/saved-objects.ndjson: data view, saved search, Lens charts and dashboard of the
 inference logs, imported by setup/ with overwrite.
 
+Charts count distinct `document_id` (the fingerprint that is also the document id), not documents:
+duplicate protection holds only within one backing index, so an event replayed after a rollover is
+indexed twice but still counts once. Low confidence is the `low_confidence` tag, which Logstash
+sets at or below the spec's threshold (the definition Prometheus's le bucket uses).
+
 Every object carries `coreMigrationVersion` and `typeMigrationVersion`: without them an import
 runs every migration since 6.x on it, and the old Lens migrations break the `formBased` state.
 The versions are ones every 9.x Kibana knows and migrates forward. Nested `*JSON` attributes are
@@ -12,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from mlobs.generate.logstash_pipeline import DOCUMENT_ID_FIELD
 
 DATA_VIEW_ID = "mlobs-inference"  # Grafana's data links open Discover on this data view
 SAVED_SEARCH_ID = "mlobs-low-confidence"
@@ -69,7 +76,10 @@ def low_confidence_search(feature_columns: list[str]) -> dict:
         "8.0.0",
         {
             "title": "Low-confidence predictions",
-            "description": "Inference events that Logstash tagged low_confidence, newest first.",
+            "description": (
+                "Inference events with confidence at or below the spec's low-confidence "
+                "threshold (tagged low_confidence by Logstash), newest first."
+            ),
             "columns": ["model", "prediction", "confidence", *feature_columns],
             "sort": [["@timestamp", "desc"]],
             "grid": {},
@@ -150,21 +160,25 @@ def _lens_xy(
     )
 
 
+# Distinct events, not documents: a replay indexed twice across a rollover counts once.
+_EVENTS = {
+    "label": "Predictions",
+    "dataType": "number",
+    "operationType": "unique_count",
+    "sourceField": DOCUMENT_ID_FIELD,
+    "isBucketed": False,
+    "scale": "ratio",
+    "params": {"emptyAsNull": True},
+}
+
+
 def predictions_by_label() -> dict:
     return _lens_xy(
         "mlobs-predictions-by-label",
         "Predictions by label over time",
         {
             "time": _TIME,
-            "count": {
-                "label": "Predictions",
-                "dataType": "number",
-                "operationType": "count",
-                "sourceField": "___records___",
-                "isBucketed": False,
-                "scale": "ratio",
-                "params": {"emptyAsNull": True},
-            },
+            "events": _EVENTS,
             "label": {
                 "label": "Predicted label",
                 "dataType": "string",
@@ -174,7 +188,7 @@ def predictions_by_label() -> dict:
                 "scale": "ordinal",
                 "params": {
                     "size": 10,
-                    "orderBy": {"type": "column", "columnId": "count"},
+                    "orderBy": {"type": "column", "columnId": "events"},
                     "orderDirection": "desc",
                     "otherBucket": True,
                     "missingBucket": False,
@@ -182,12 +196,12 @@ def predictions_by_label() -> dict:
                 },
             },
         },
-        ["label", "time", "count"],
+        ["label", "time", "events"],
         {
             "seriesType": "bar_stacked",
             "xAccessor": "time",
             "splitAccessor": "label",
-            "accessors": ["count"],
+            "accessors": ["events"],
         },
     )
 

@@ -1,36 +1,29 @@
-"""Contracts of the log pipeline: the events the servers really write, the Filebeat and Logstash
-configs, the Elasticsearch mapping, and the environment variables the configs use."""
+"""Contracts of the log pipeline: the lines the servers really write, followed through Filebeat,
+Logstash and the Elasticsearch mapping field by field (tests/support/log_chain.py), and the
+Filebeat, Logstash and Kibana configs and the environment variables they use."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from datetime import datetime
 
 import logstash_pipeline_parser
+import pytest
 import yaml
 
+from mlobs.generate.logstash_pipeline import DOCUMENT_ID_FIELD
+from mlobs.metrics import STATUSES
 from mlobs.spec import load_spec
 from setup.elastic_setup import SetupConfig
 from tests.conftest import REPO
-from tests.support.http import log_events
-from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
+from tests.support.inference_lines import OPTIONAL_KEYS, inference_lines
+from tests.support.log_chain import FILEBEAT_FIELDS, Indexed, filebeat, logstash
 
 SPEC = load_spec(REPO / "observability.yaml")
 MAPPING = json.loads((REPO / "elasticsearch/component-template.json").read_text())["template"][
     "mappings"
 ]
-# Added on the way: Filebeat (log.*), Logstash (tags, @timestamp from timestamp), the data stream.
-ADDED_BY_PIPELINE = {
-    "@timestamp",
-    "tags",
-    "log.file.path",
-    "log.offset",
-    "data_stream.type",
-    "data_stream.dataset",
-    "data_stream.namespace",
-}
-ES_TYPE_OF = {str: {"keyword"}, float: {"float"}, int: {"float", "long"}}
 
 
 def _mapped_fields(properties: dict, prefix: str = "") -> dict[str, str]:
@@ -44,51 +37,114 @@ def _mapped_fields(properties: dict, prefix: str = "") -> dict[str, str]:
     return fields
 
 
-def _flatten(event: dict, prefix: str = "") -> dict[str, object]:
+MAPPED = _mapped_fields(MAPPING["properties"])
+
+
+def _mapped_type(field: str) -> str | None:
+    if field in MAPPED:
+        return MAPPED[field]
+    if field.startswith("features."):  # the dynamic template
+        return MAPPING["dynamic_templates"][0]["feature_values"]["mapping"]["type"]
+    return None
+
+
+def _flatten(document: dict, prefix: str = "") -> dict[str, object]:
     out = {}
-    for key, value in event.items():
-        if isinstance(value, dict) and key != "input":
-            out |= _flatten(value, f"{prefix}{key}.")
-        elif value is not None:  # Filebeat drops nulls (keep_null is off)
-            out[f"{prefix}{key}"] = value
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        # An object mapped `enabled: false` (raw_input) is stored whole, its keys never indexed.
+        if isinstance(value, dict) and MAPPED.get(path) != "object":
+            out |= _flatten(value, f"{path}.")
+        else:
+            out[path] = value
     return out
 
 
-def _real_events(serve, anomaly_model, chatbot_model, log_file: Path) -> list[dict]:
-    """Events of every kind from both servers: answers, client and server errors, raw input."""
-    with serve(anomaly_model, faults_enabled=True) as client:
-        client.post("/predict", json=ANOMALY_BODY)
-        client.post("/predict", json={"features": {}})
-        client.post("/admin/faults", json={"error_rate": 1.0})
-        client.post("/predict", json=ANOMALY_BODY)
-    with serve(chatbot_model, log_raw_input=True) as client:
-        client.post("/predict", json=CHAT_BODY)
-        client.post("/predict", json={"message": "qwzx"})
-    return log_events(log_file)
+def _is_date(value: object) -> bool:
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
-def test_every_event_field_is_mapped_with_its_type_and_every_mapping_is_used(
-    serve, anomaly_model, chatbot_model, log_file
-):
-    mapped = _mapped_fields(MAPPING["properties"])
-    events = _real_events(serve, anomaly_model, chatbot_model, log_file)
-    assert {e["status"] for e in events} == {"success", "client_error", "server_error"}
+def _fits(mapped_type: str, value: object) -> bool:
+    """Whether Elasticsearch indexes this JSON value under this mapping without refusing it."""
+    values = value if isinstance(value, list) else [value]
+    checks = {
+        "keyword": lambda v: isinstance(v, str),
+        "constant_keyword": lambda v: isinstance(v, str),
+        "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "date": _is_date,
+        "date_nanos": _is_date,
+        "object": lambda v: isinstance(v, dict),
+    }
+    return all(checks[mapped_type](v) for v in values)
+
+
+@pytest.fixture
+def lines(serve, anomaly_model, chatbot_model, log_file) -> list[str]:
+    return inference_lines(serve, anomaly_model, chatbot_model, log_file)
+
+
+def _indexed(lines: list[str]) -> list[tuple[dict, Indexed]]:
+    return [(json.loads(line), logstash(filebeat(line))) for line in lines]
+
+
+def test_the_lines_cover_every_kind_of_event(lines):
+    events = [json.loads(line) for line in lines]
+    assert {e["status"] for e in events} == set(STATUSES)
+    assert {"timeout", "shutting_down"} <= {e.get("error_type") for e in events}
+    assert {key for e in events for key, v in e.items() if v is not None} >= OPTIONAL_KEYS
+
+
+def test_every_field_a_server_writes_reaches_elasticsearch_unchanged(lines):
+    """Nothing the server wrote is overwritten, merged into or removed on the way (the raw input
+    under `input` was: Filebeat adds input.type and the pipeline removes `input`)."""
+    for event, indexed in _indexed(lines):
+        document = _flatten(indexed.document)
+        for field, value in _flatten(event).items():
+            if value is None:  # Filebeat drops nulls (keep_null is off)
+                continue
+            assert field in document, f"{field} of {event['status']} event lost on the way"
+            assert document[field] == value, f"{field}: {value!r} became {document[field]!r}"
+
+
+def test_every_document_field_is_mapped_with_its_type_and_every_mapping_is_used(lines):
     seen: set[str] = set()
-    for event in events:
-        document = _flatten(event)
-        document["@timestamp"] = document.pop("timestamp")  # Logstash's date filter
-        for field, value in document.items():
+    for _event, indexed in _indexed(lines):
+        for field, value in _flatten(indexed.document).items():
             seen.add(field)
-            assert field in mapped, f"{field} has no mapping"
-            if field == "@timestamp":
-                assert mapped[field] == "date"
-            elif field == "input":
-                assert mapped[field] == "object"  # stored, not indexed: opted-in raw text
-            else:
-                assert mapped[field] in ES_TYPE_OF[type(value)], (
-                    f"{field}={value!r}: {mapped[field]}"
-                )
-    assert set(mapped) - seen - ADDED_BY_PIPELINE == set()
+            mapped_type = _mapped_type(field)
+            if mapped_type is None:
+                # Kept in _source, not indexed (dynamic false): only what Filebeat adds.
+                assert field.split(".")[0] in FILEBEAT_FIELDS, f"{field} has no mapping"
+                continue
+            assert _fits(mapped_type, value), f"{field}={value!r} is refused as {mapped_type}"
+    assert set(MAPPED) - seen == set(), "mapped fields no event has"
+
+
+def test_the_server_timestamp_keeps_its_microseconds(lines):
+    """@timestamp has millisecond resolution (the date filter and the `date` type); the field
+    holding the server's own timestamp must keep every digit it was written with."""
+    assert _mapped_type("timestamp") == "date_nanos"  # `date` (ms) would truncate it
+    for event, indexed in _indexed(lines):
+        written = event["timestamp"]
+        assert len(re.search(r"\.(\d+)Z$", written).group(1)) == 6
+        assert indexed.document["timestamp"] == written
+        assert indexed.document["@timestamp"].startswith(written[:23])
+
+
+def test_a_replayed_line_gets_the_same_id_which_views_can_count(lines):
+    ids = []
+    for line in lines:
+        first, replayed = logstash(filebeat(line)), logstash(filebeat(line))
+        assert first.document_id == replayed.document_id  # refused as a duplicate (409)
+        assert first.document[DOCUMENT_ID_FIELD] == first.document_id
+        ids.append(first.document_id)
+    assert len(set(ids)) == len(lines)
+    assert _mapped_type(DOCUMENT_ID_FIELD) == "keyword"  # aggregatable: unique counts
 
 
 def test_mapping_is_explicit_and_features_are_numeric():
@@ -98,6 +154,20 @@ def test_mapping_is_explicit_and_features_are_numeric():
     assert template["feature_values"]["mapping"]["type"] == "float"
     features = MAPPING["properties"]["features"]["properties"]
     assert {spec["type"] for spec in features.values()} == {"float"}
+    assert MAPPING["properties"]["raw_input"] == {"type": "object", "enabled": False}
+
+
+def test_statuses_and_error_types_are_open_keywords_nothing_enumerates():
+    """shed, overloaded, shutting_down, timeout flow through: no pipeline condition and no Kibana
+    query lists some statuses but not all."""
+    assert MAPPED["status"] == MAPPED["error_type"] == "keyword"
+    texts = {
+        "logstash/pipeline/inference.conf": (REPO / "logstash/pipeline/inference.conf").read_text(),
+        "kibana/saved-objects.ndjson": (REPO / "kibana/saved-objects.ndjson").read_text(),
+    }
+    for where, text in texts.items():
+        named = {status for status in STATUSES if re.search(rf"\b{status}\b", text)}
+        assert named in (set(), set(STATUSES)), f"{where} names statuses {sorted(named)} only"
 
 
 def test_index_template_targets_the_data_stream_above_the_builtin_logs_template():
@@ -107,19 +177,6 @@ def test_index_template_targets_the_data_stream_above_the_builtin_logs_template(
     settings = json.loads((REPO / "elasticsearch/component-template-settings.json").read_text())
     policy = settings["template"]["settings"]["index.lifecycle.name"]
     assert policy == "mlobs-inference"
-
-
-def test_roles_are_least_privilege():
-    writer = json.loads((REPO / "elasticsearch/role-writer.json").read_text())
-    reader = json.loads((REPO / "elasticsearch/role-reader.json").read_text())
-    assert writer["cluster"] == ["monitor"]
-    [w] = writer["indices"]
-    assert w["names"] == ["logs-mlobs.inference-*"]
-    assert set(w["privileges"]) == {"create_doc", "auto_configure", "view_index_metadata"}
-    [r] = reader["indices"]
-    assert r["names"] == ["logs-mlobs.inference-*"]
-    assert set(r["privileges"]) == {"read", "view_index_metadata"}
-    assert "cluster" not in reader
 
 
 # --- Logstash --------------------------------------------------------------------------------
@@ -149,16 +206,16 @@ def test_logstash_filters_are_in_the_order_that_keeps_events_out_of_the_dlq():
     assert names.index("fingerprint") < names.index("date")  # fingerprint reads `timestamp`
     assert names.index("mutate") < names.index("if")  # convert before comparing
     fingerprint = _options(filters[names.index("fingerprint")][1])
-    assert fingerprint["target"] == "[@metadata][document_id]"
+    assert fingerprint["target"] == DOCUMENT_ID_FIELD
     assert "request_id" in fingerprint["source"] and fingerprint["method"] == "SHA256"
     date = _options(filters[names.index("date")][1])
     assert date["match"] == ["timestamp", "ISO8601"] and date["target"] == "@timestamp"
     convert = _options(filters[names.index("mutate")][1])["convert"]
     assert convert == [["confidence", ["float"]]]
+    # The comparison itself: tests/unit/test_low_confidence_definition.py.
     condition = filters[names.index("if")][1]
-    assert ["[confidence]", "<", SPEC.alerts.low_confidence.confidence_threshold] in condition
+    assert condition[0] == ["[confidence]"]  # a missing confidence never reaches the comparison
     assert ["_mutate_error", "not", "in", "[tags]"] in condition
-    assert "low_confidence" in json.dumps(condition)
 
 
 def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
@@ -171,7 +228,7 @@ def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
         options["data_stream_dataset"],
         options["data_stream_namespace"],
     ) == ("logs", "mlobs.inference", "default")
-    assert options["document_id"] == "%{[@metadata][document_id]}"
+    assert options["document_id"] == f"%{{[{DOCUMENT_ID_FIELD}]}}"
     assert options["user"] == "${LOGSTASH_WRITER_USER}"
     assert options["password"] == "${LOGSTASH_WRITER_PASSWORD}"
     # Rejected in data-stream mode, or gone from plugin 12: Logstash would not start.
@@ -191,9 +248,9 @@ def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
     assert not rejected & set(options)
 
 
-def test_logstash_settings_persist_the_queue_and_keep_a_dead_letter_queue():
+def test_logstash_settings_keep_a_dead_letter_queue():
+    # The persisted queue and its checkpoints: tests/unit/test_delivery_guarantee.py.
     settings = yaml.safe_load((REPO / "logstash/config/logstash.yml").read_text())
-    assert settings["queue.type"] == "persisted"
     assert settings["dead_letter_queue.enable"] is True
     assert settings["api.http.port"] == 9600
 
@@ -205,13 +262,43 @@ def test_filebeat_reads_the_shared_log_files_and_ships_to_logstash():
     config = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
     [source] = config["filebeat.inputs"]
     assert source["type"] == "filestream" and source["id"]
-    assert source["paths"] == ["/var/log/mlobs/*.log"]
+    # Which names the globs match: tests/unit/test_log_rotation_globs.py.
+    assert all(path.startswith("/var/log/mlobs/") for path in source["paths"])
     [parser] = source["parsers"]
     assert parser["ndjson"]["target"] == "" and parser["ndjson"]["add_error_key"] is True
     assert config["output.logstash"]["hosts"] == ["logstash:5044"]
     assert config["path.data"]
     assert config["http.enabled"] is True and config["http.port"] == 5066
     assert "docker" not in (REPO / "filebeat/filebeat.yml").read_text().replace("No Docker", "")
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _published_ports(service: str) -> set[int]:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    ports = compose["services"][service].get("ports", [])
+    return {int(str(port).rsplit(":", 1)[1]) for port in ports}
+
+
+@pytest.mark.parametrize(
+    ("service", "config", "host_key", "port_key"),
+    [
+        ("logstash", "logstash/config/logstash.yml", "api.http.host", "api.http.port"),
+        ("filebeat", "filebeat/filebeat.yml", "http.host", "http.port"),
+    ],
+)
+def test_an_api_listens_beyond_loopback_only_where_compose_publishes_it(
+    service, config, host_key, port_key
+):
+    """A published port needs the container's own interfaces; anything else stays on loopback
+    (the healthchecks run inside the container)."""
+    settings = yaml.safe_load((REPO / config).read_text())
+    published = settings[port_key] in _published_ports(service)
+    assert (settings[host_key] not in _LOOPBACK) == published, (
+        f"{config}: {host_key} {settings[host_key]} but compose "
+        f"{'publishes' if published else 'does not publish'} port {settings[port_key]}"
+    )
 
 
 # --- environment -----------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Views that count requests count distinct events, not documents.
+
+Duplicate protection (create-only writes with the fingerprint as _id) holds only within one backing
+index of the data stream: Elasticsearch checks the id against the write index alone, so an event
+replayed after a rollover is indexed a second time. Every chart that counts events therefore counts
+distinct values of the fingerprint field, which the pipeline also uses as the document id.
+"""
+
+from __future__ import annotations
+
+import json
+
+import logstash_pipeline_parser
+
+from mlobs.generate.logstash_pipeline import DOCUMENT_ID_FIELD
+from tests.conftest import REPO
+
+
+def _lens_metrics() -> list[tuple[str, dict]]:
+    text = (REPO / "kibana/saved-objects.ndjson").read_text()
+    metrics = []
+    for item in (json.loads(line) for line in text.splitlines() if line.strip()):
+        if item["type"] != "lens":
+            continue
+        layers = item["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
+        for layer in layers.values():
+            for column in layer["columns"].values():
+                if not column["isBucketed"]:
+                    metrics.append((item["id"], column))
+    return metrics
+
+
+def _grafana_elasticsearch_metrics() -> list[tuple[str, dict]]:
+    metrics = []
+    for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text()).get("panels", []):
+            for target in panel.get("targets", []):
+                if (target.get("datasource") or {}).get("type") == "elasticsearch":
+                    for metric in target.get("metrics", []):
+                        metrics.append((f"{path.name}: {panel['title']}", metric))
+    return metrics
+
+
+def test_kibana_charts_count_distinct_events():
+    metrics = _lens_metrics()
+    wrong = [
+        (where, column["operationType"], column.get("sourceField"))
+        for where, column in metrics
+        if column["operationType"] == "count"
+        or (
+            column["operationType"] == "unique_count" and column["sourceField"] != DOCUMENT_ID_FIELD
+        )
+    ]
+    assert not wrong, f"count distinct {DOCUMENT_ID_FIELD}, not documents: {wrong}"
+    assert any(column["operationType"] == "unique_count" for _, column in metrics)
+
+
+def test_grafana_elasticsearch_panels_count_distinct_events():
+    wrong = [
+        (where, metric["type"], metric.get("field"))
+        for where, metric in _grafana_elasticsearch_metrics()
+        if metric["type"] == "count"
+        or (metric["type"] == "cardinality" and metric.get("field") != DOCUMENT_ID_FIELD)
+    ]
+    assert not wrong, f"count distinct {DOCUMENT_ID_FIELD}, not documents: {wrong}"
+
+
+def test_the_counted_field_is_the_document_id():
+    text = (REPO / "logstash/pipeline/inference.conf").read_text()
+    tree = dict(logstash_pipeline_parser.Pipeline(text).parse())
+    [fingerprint] = [dict(body) for name, body in tree["filter"] if name == "fingerprint"]
+    [(_, output)] = tree["output"]
+    assert fingerprint["target"] == [DOCUMENT_ID_FIELD]
+    assert dict(output)["document_id"] == [f"%{{[{DOCUMENT_ID_FIELD}]}}"]
