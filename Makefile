@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help check-docker up down clean ps logs scale test-e2e local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
+.PHONY: help check-docker preflight lock up down clean ps logs scale test-e2e local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ check-docker:
 .env: .env.example
 	@python3 docker/make_env.py
 
-up: check-docker .env ## Start the whole stack in Docker and wait until every service is healthy
+preflight: ## Check Docker, Compose, free ports, vm.max_map_count and memory before `make up`
+	@python3 docker/preflight.py
+
+up: .env preflight ## Start the whole stack in Docker and wait until every service is healthy
 	@echo ">> building and starting (first run: images download, Elasticsearch and Kibana take a few minutes)"
 	$(COMPOSE) up --detach --build --wait --wait-timeout 900
 	@echo ""
@@ -58,7 +61,7 @@ N ?= 3
 scale: check-docker .env ## Run N replicas of MODEL (host ports of the model servers are dropped)
 	$(COMPOSE) -f docker-compose.yml -f docker/compose.scale.yml up --detach --wait --scale $(MODEL)=$(N)
 
-test-e2e: $(STAMP) ## End-to-end tests against the Docker stack (boots it; needs Docker)
+test-e2e: $(STAMP) ## End-to-end tests against the Docker stack (boots it; needs Docker; `make down` first)
 	$(PY) -m pytest tests/e2e -v
 
 local: $(STAMP) ## Run the stack natively (servers, Prometheus, Alertmanager, alert-sink) until Ctrl-C
@@ -92,6 +95,15 @@ format: $(STAMP) ## ruff format and fix imports
 	$(PY) -m ruff check --fix --select I .
 	$(PY) -m ruff format .
 
+# The images install docker/requirements.lock (exact versions and hashes), never pyproject.toml's
+# ranges. uv resolves one lock for every platform (--universal: linux x86_64 and aarch64 alike)
+# for the image's Python; existing pins stay unless UPGRADE=1 moves them to the newest allowed.
+LOCK_PYTHON = $(shell sed -n 's/^PYTHON_VERSION=\([0-9]*\.[0-9]*\).*/\1/p' .env.example)
+lock: $(STAMP) ## Refresh docker/requirements.lock from pyproject.toml (UPGRADE=1: newest allowed versions)
+	$(PY) -m uv pip compile pyproject.toml --universal --python-version $(LOCK_PYTHON) \
+		--generate-hashes $(if $(UPGRADE),--upgrade) --custom-compile-command "make lock" \
+		--output-file docker/requirements.lock
+
 generate: $(STAMP) ## Render every generated file (Prometheus, Alertmanager, Grafana, Logstash, Kibana)
 	$(PY) -m mlobs.generate
 
@@ -99,10 +111,11 @@ train: $(STAMP) ## Retrain both sample models and rewrite their committed artifa
 	$(PY) -m services.anomaly_detector.train
 	$(PY) -m services.chatbot.train
 
-bench: $(STAMP) ## Benchmarks: drift costs, instrumentation overhead in req/s and in simulated CPU work (figures, no pass/fail)
+bench: $(STAMP) ## Benchmarks: drift costs, instrumentation overhead (req/s, simulated CPU work), model-cost sweep (figures, no pass/fail)
 	$(PY) -m benchmarks.drift
 	$(PY) -m benchmarks.overhead
 	$(PY) -m benchmarks.instructions
+	$(PY) -m benchmarks.model_cost
 
 run-anomaly: $(STAMP) ## Serve the anomaly detector on 127.0.0.1:8001
 	$(PY) -m mlobs.serve services.anomaly_detector.app:app --port 8001

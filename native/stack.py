@@ -165,6 +165,9 @@ class NativeStack:
                 f"--config.file={config / 'prometheus.yml'}",
                 f"--storage.tsdb.path={data / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{o.ports.prometheus}",
+                # Keep the latency exemplars (request ids) the model servers expose to an
+                # OpenMetrics scrape; Prometheus 2.x and 3.x alike need the flag.
+                "--enable-feature=exemplar-storage",
             ],
             f"{_url(o.ports.prometheus)}/-/ready",
         )

@@ -1,1 +1,1 @@
-"""One-shot, idempotent setup of Elasticsearch and Kibana for the inference log pipeline."""
+"""Idempotent setup of Elasticsearch and Kibana for the inference log pipeline, in two steps."""

@@ -1,16 +1,19 @@
-"""Elasticsearch and Kibana setup for the inference log pipeline.
+"""Elasticsearch and Kibana setup for the inference log pipeline, in two independent steps.
 
-Waits for Elasticsearch, sets the `kibana_system` password, installs the ILM policy, component
-and index templates of the data stream, the writer and reader roles and users, then waits for
-Kibana and imports the saved objects. Every call is a PUT or an overwriting import, so a second
-run changes nothing. Each failure names the step and what the server said.
+The Elasticsearch step waits for Elasticsearch, sets the `kibana_system` password, and installs
+the ILM policy, the component and index templates of the data stream, and the writer and reader
+roles and users: Logstash needs all of it, so compose starts Logstash only once this step has
+succeeded. The Kibana step waits for Kibana and imports the saved objects; it retries on its own
+(Kibana may be slow, degraded or refuse an object) and nothing waits for it, so a Kibana problem
+never holds back the log pipeline. Every call is a PUT or an overwriting import, so running a step
+again changes nothing. Each failure names the step and what the server said.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +37,19 @@ class SetupError(RuntimeError):
     """A setup step failed; the message says which and why."""
 
 
+# What each step needs from the environment (.env); the Kibana step only logs in as elastic.
+REQUIRED = {
+    "elasticsearch": {
+        "elastic_password": "ELASTIC_PASSWORD",
+        "kibana_system_password": "KIBANA_SYSTEM_PASSWORD",
+        "writer_password": "LOGSTASH_WRITER_PASSWORD",
+        "reader_password": "GRAFANA_ES_PASSWORD",
+    },
+    "kibana": {"elastic_password": "ELASTIC_PASSWORD"},
+}
+REQUIRED["all"] = {**REQUIRED["elasticsearch"], **REQUIRED["kibana"]}
+
+
 @dataclass(frozen=True)
 class SetupConfig:
     """Where the servers are and the credentials to create, from the environment (.env)."""
@@ -41,34 +57,30 @@ class SetupConfig:
     elasticsearch_url: str
     kibana_url: str
     elastic_password: str
-    kibana_system_password: str
-    writer_user: str
-    writer_password: str
-    reader_user: str
-    reader_password: str
+    kibana_system_password: str = ""
+    writer_user: str = "mlobs_logstash_writer"
+    writer_password: str = ""
+    reader_user: str = "mlobs_grafana_reader"
+    reader_password: str = ""
     rollover_age: str = "1d"
     delete_age: str = "30d"
     timeout: float = 300.0
     poll_interval: float = 2.0
+    max_retry_interval: float = 30.0  # the Kibana step's back-off between attempts stops here
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SetupConfig:
-        """Read the configuration; SetupError names every missing variable."""
+    def from_env(cls, env: Mapping[str, str] | None = None, step: str = "all") -> SetupConfig:
+        """Read the configuration of `step`; SetupError names every missing variable."""
         env = os.environ if env is None else env
-        required = {
-            "elastic_password": "ELASTIC_PASSWORD",
-            "kibana_system_password": "KIBANA_SYSTEM_PASSWORD",
-            "writer_password": "LOGSTASH_WRITER_PASSWORD",
-            "reader_password": "GRAFANA_ES_PASSWORD",
-        }
+        required = REQUIRED[step]
         missing = [var for var in required.values() if not env.get(var)]
         if missing:
             raise SetupError(f"missing environment variables: {', '.join(missing)} (see .env)")
         return cls(
             elasticsearch_url=env.get("ELASTICSEARCH_URL", "http://elasticsearch:9200"),
             kibana_url=env.get("KIBANA_URL", "http://kibana:5601"),
-            writer_user=env.get("LOGSTASH_WRITER_USER", "mlobs_logstash_writer"),
-            reader_user=env.get("GRAFANA_ES_USER", "mlobs_grafana_reader"),
+            writer_user=env.get("LOGSTASH_WRITER_USER", cls.writer_user),
+            reader_user=env.get("GRAFANA_ES_USER", cls.reader_user),
             rollover_age=env.get("MLOBS_LOGS_ROLLOVER_AGE", cls.rollover_age),
             delete_age=env.get("MLOBS_LOGS_DELETE_AGE", cls.delete_age),
             timeout=float(env.get("SETUP_TIMEOUT_SECONDS", cls.timeout)),
@@ -144,12 +156,6 @@ class ElasticSetup:
             )
         return response.status_code == 200
 
-    def _kibana_ready(self) -> bool:
-        response = self.kibana.get("/api/status")
-        if response.status_code != 200:
-            return False
-        return response.json().get("status", {}).get("overall", {}).get("level") == "available"
-
     def _put(self, step: str, path: str, body: dict[str, Any], method: str = "PUT") -> None:
         response = self.es.request(method, path, json=body)
         if not response.is_success:
@@ -223,24 +229,45 @@ class ElasticSetup:
         self.log(f"  ok  saved objects ({body.get('successCount', 0)} imported)")
         return int(body.get("successCount", 0))
 
-    def run(self) -> None:
+    def run_elasticsearch(self) -> None:
+        """The step that gates Logstash: Elasticsearch only, never Kibana."""
         self.log(f"setup: waiting for Elasticsearch at {self.config.elasticsearch_url}")
         self._wait("Elasticsearch", self._elasticsearch_ready)
         self.configure_elasticsearch()
-        self.log(f"setup: waiting for Kibana at {self.config.kibana_url}")
-        self._wait("Kibana", self._kibana_ready)
-        self.import_saved_objects()
+        self.log("setup: Elasticsearch done")
+
+    def run_kibana(self, deadline: float | None = None, stop: threading.Event | None = None) -> int:
+        """Wait for Kibana and import the saved objects, retrying every failure (Kibana down or
+        degraded, an HTTP error, objects that failed) with a back-off, until it succeeds, until
+        `deadline` (time.monotonic(); None: no deadline) or until `stop` is set."""
+        stop = stop or threading.Event()
+        self.log(f"setup: importing the saved objects into Kibana at {self.config.kibana_url}")
+        delay, attempt, last = self.config.poll_interval, 0, "not tried yet"
+        while not stop.is_set():
+            attempt += 1
+            try:
+                # No status gate: a degraded Kibana may still import, and one that is not ready
+                # answers 503, which is retried like any other failure.
+                imported = self.import_saved_objects()
+            except SetupError as exc:
+                last = str(exc)
+            except ValueError as exc:  # a 200 that is not JSON: a proxy, a half-started Kibana
+                last = f"unreadable answer from Kibana: {exc}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                self.log("setup: Kibana done")
+                return imported
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise SetupError(f"Kibana saved objects not imported in time ({last})")
+            if attempt == 1 or delay >= self.config.max_retry_interval:
+                self.log(f"  retrying the Kibana step in {delay:.0f}s ({last})")
+            stop.wait(delay)
+            delay = min(delay * 2, self.config.max_retry_interval)
+        raise SetupError(f"Kibana step stopped before the import succeeded ({last})")
+
+    def run(self) -> None:
+        """Both steps, one after the other (`python -m setup` outside compose)."""
+        self.run_elasticsearch()
+        self.run_kibana(deadline=time.monotonic() + self.config.timeout)
         self.log("setup: done")
-
-
-def main() -> None:
-    setup = ElasticSetup(SetupConfig.from_env())
-    try:
-        setup.run()
-    finally:
-        setup.close()
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m setup is the entry point
-    main()
-    sys.exit(0)

@@ -9,7 +9,9 @@ module runs in a few minutes.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -18,7 +20,16 @@ from mlobs.generate.alertmanager_config import AlertmanagerSetup
 from native.processes import Service, free_port, start_all, stop_all
 from native.stack import ALERTMANAGER_BINARIES, NativeStack, Ports, StackOptions
 from tests.conftest import require_tool
-from tests.support.grafana import alert_rules, prometheus_queries
+from tests.support.grafana import (
+    DASHBOARDS,
+    PROMETHEUS,
+    Selection,
+    alert_rules,
+    dashboard,
+    default_selections,
+    panel_queries,
+)
+from tests.support.http import log_events
 from tests.support.short_spec import short_spec
 from tests.support.waiting import wait_for
 
@@ -147,8 +158,38 @@ def _query_result(stack: NativeStack, promql: str) -> list:
     return response.json()["data"]["result"]
 
 
+def _label_values(stack: NativeStack, selector: str | None, label: str) -> list[str]:
+    """A `label_values(selector, label)` variable query, asked the way Grafana's Prometheus
+    datasource asks it (the label values API, filtered by the selector)."""
+    params = {"match[]": selector} if selector else {}
+    response = httpx.get(
+        f"{stack.urls['prometheus']}/api/v1/label/{label}/values", params=params, timeout=5
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def _defaults(stack: NativeStack, board: dict) -> dict[str, Selection]:
+    """The board's default variable values once every variable has options to choose from."""
+
+    def ready() -> dict[str, Selection]:
+        selections = default_selections(board, lambda s, label: _label_values(stack, s, label))
+        return selections if all(s.options for s in selections.values()) else {}
+
+    return wait_for(f"options for every variable of {board['uid']}", ready)
+
+
 def test_every_dashboard_and_grafana_alert_query_returns_data(stack):
-    queries = [(f"{q.dashboard} / {q.panel}", q.promql()) for q in prometheus_queries()]
+    """Each panel query, with the variables Grafana starts with (options from this Prometheus),
+    and each Grafana alert query returns data."""
+    queries = []
+    for board in map(dashboard, DASHBOARDS):
+        selections = _defaults(stack, board)
+        queries += [
+            (q.name, q.interpolated(selections))
+            for q in panel_queries(board)
+            if q.datasource == PROMETHEUS
+        ]
     queries += [
         (f"Grafana alert {r['title']}", r["data"][0]["model"]["expr"]) for r in alert_rules()
     ]
@@ -176,7 +217,9 @@ def test_fault_fires_is_delivered_and_resolves(stack, scenario, rate, alertname,
         notification = observer.fires_and_is_delivered()
         assert notification["receiver"] == f"alert-sink-{labels['severity']}"
         assert notification["annotations"]["summary"]
-        assert notification["annotations"]["dashboard"].endswith(f"var-model={labels['model']}")
+        # The link fills the dashboard's variables from the alert's labels (model, feature).
+        link = dict(parse_qsl(urlsplit(notification["annotations"]["dashboard"]).query))
+        assert link == {f"var-{k}": v for k, v in labels.items() if k in ("model", "feature")}
     finally:
         stop_all(loadgen)  # loadgen clears the faults it set
     observer.resolves()
@@ -193,3 +236,45 @@ def test_killed_model_server_fires_server_down(stack):
         restarted = start_all([stack.model_server("chatbot")], stack.options.data_dir / "out")
         stack.services[stack.services.index(chatbot)] = restarted[0]
     observer.resolves()
+
+
+def test_latency_exemplars_lead_to_the_log_lines_of_slow_requests(stack):
+    """A latency spike's exemplars are request ids; each is a line of that model's log file
+    whose latency agrees with the exemplar's value."""
+    model = "chatbot"
+    url = stack.urls[model]
+    headers = {"Authorization": f"Bearer {stack.options.admin_token}"}
+    log_file = stack.options.data_dir / "logs" / f"{model}.log"
+    start = time.time()
+    httpx.post(f"{url}/admin/faults", json={"latency_ms": 300}, headers=headers, timeout=5)
+    try:
+        for _ in range(5):
+            answer = httpx.post(f"{url}/predict", json={"message": "where is my order"}, timeout=5)
+            assert answer.status_code == 200
+    finally:
+        httpx.delete(f"{url}/admin/faults", headers=headers, timeout=5)
+
+    def slow_exemplars() -> list[dict]:
+        response = httpx.get(
+            f"{stack.urls['prometheus']}/api/v1/query_exemplars",
+            params={
+                "query": f'model_latency_seconds_bucket{{model="{model}"}}',
+                "start": start - 5,
+                "end": time.time() + 5,
+            },
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        return [
+            e
+            for series in response.json()["data"]
+            for e in series["exemplars"]
+            if float(e["value"]) >= 0.3
+        ]
+
+    exemplars = wait_for("exemplars of the slow requests in Prometheus", slow_exemplars)
+    lines = {e["request_id"]: e for e in log_events(log_file)}
+    for exemplar in exemplars:
+        line = lines[exemplar["labels"]["request_id"]]
+        assert line["latency_ms"] == pytest.approx(float(exemplar["value"]) * 1000, abs=0.002)
+        assert line["status"] == "success"

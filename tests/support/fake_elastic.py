@@ -27,13 +27,18 @@ class FakeElastic:
 
     elastic_password: str = "elastic-pw"
     unavailable_calls: int = 0  # health checks answered 503 before the cluster is "up"
-    kibana_unavailable_calls: int = 0
+    kibana_unavailable_calls: int = 0  # Kibana API calls answered 503 "not ready yet"
     fail: dict[str, tuple[int, dict]] = field(default_factory=dict)  # path -> (status, body)
     import_errors: list[dict] = field(default_factory=list)  # import answers 200, success false
+    failed_imports: int | None = None  # how many imports report import_errors (None: every one)
     resources: dict[str, Any] = field(default_factory=dict)  # path -> last body
     saved_objects: dict[tuple[str, str], dict] = field(default_factory=dict)
     changes: int = 0  # writes that changed stored state
     calls: list[str] = field(default_factory=list)
+
+    def kibana_calls(self) -> list[str]:
+        """The calls that went to Kibana's API."""
+        return [call for call in self.calls if call.split(" ", 1)[1].startswith("/api/")]
 
     def _authorized(self, request: Request) -> bool:
         expected = base64.b64encode(f"elastic:{self.elastic_password}".encode()).decode()
@@ -66,6 +71,10 @@ class FakeElastic:
             if request.url.path in self.fail:
                 status, body = self.fail[request.url.path]
                 return Response(json.dumps(body), status, media_type="application/json")
+            if request.url.path.startswith("/api/") and self.kibana_unavailable_calls > 0:
+                # What a starting Kibana answers on every API (text, not JSON).
+                self.kibana_unavailable_calls -= 1
+                return Response("Kibana server is not ready yet", 503, media_type="text/plain")
             return await call_next(request)
 
         @app.get("/_cluster/health")
@@ -82,15 +91,6 @@ class FakeElastic:
             self._store(f"/{path}", await request.json(), self.resources)
             return {"acknowledged": True}
 
-        @app.get("/api/status")
-        async def kibana_status() -> Response:
-            if self.kibana_unavailable_calls > 0:
-                self.kibana_unavailable_calls -= 1
-                return Response('{"status":{"overall":{"level":"unavailable"}}}', 503)
-            return Response(
-                '{"status":{"overall":{"level":"available"}}}', media_type="application/json"
-            )
-
         return app
 
     async def _import(self, request: Request) -> dict:
@@ -105,7 +105,9 @@ class FakeElastic:
         form = await request.form()
         lines = (await form["file"].read()).decode().splitlines()
         objects = [json.loads(line) for line in lines if line.strip()]
-        if self.import_errors:
+        if self.import_errors and self.failed_imports != 0:
+            if self.failed_imports is not None:
+                self.failed_imports -= 1
             return {"success": False, "successCount": 0, "errors": self.import_errors}
         for obj in objects:
             self._store((obj["type"], obj["id"]), obj, self.saved_objects)

@@ -1,12 +1,22 @@
 """setup/ against a local fake of the Elasticsearch and Kibana APIs: it configures everything,
-a second run changes nothing, and every failure stops it with a message naming the cause."""
+a second run changes nothing, and every failure stops it with a message naming the cause. The
+Elasticsearch step (which gates Logstash) never touches Kibana; the Kibana step retries on its own.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from native.processes import free_port
 from setup.elastic_setup import ElasticSetup, SetupConfig, SetupError
 from tests.conftest import REPO
 from tests.support.fake_elastic import FakeElastic, serve_fake
@@ -21,22 +31,34 @@ ENV = {
 }
 
 
-def _run(fake: FakeElastic, timeout: float = 10.0, **env: str) -> list[str]:
+NOBODY = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+
+
+def _setup(url: str, lines: list[str], timeout: float = 10.0, **env: str) -> ElasticSetup:
+    config = SetupConfig.from_env(
+        {
+            **ENV,
+            "ELASTICSEARCH_URL": url,
+            "KIBANA_URL": url,
+            "SETUP_TIMEOUT_SECONDS": str(timeout),
+            **env,
+        }
+    )
+    fast = SetupConfig(**{**config.__dict__, "poll_interval": 0.05, "max_retry_interval": 0.2})
+    return ElasticSetup(fast, log=lines.append)
+
+
+def _run(fake: FakeElastic, timeout: float = 10.0, step: str = "all", **env: str) -> list[str]:
     lines: list[str] = []
     with serve_fake(fake) as url:
-        config = SetupConfig.from_env(
-            {
-                **ENV,
-                "ELASTICSEARCH_URL": url,
-                "KIBANA_URL": url,
-                "SETUP_TIMEOUT_SECONDS": str(timeout),
-                **env,
-            }
-        )
-        config = SetupConfig(**{**config.__dict__, "poll_interval": 0.05})
-        setup = ElasticSetup(config, log=lines.append)
+        setup = _setup(url, lines, timeout, **env)
         try:
-            setup.run()
+            if step == "all":
+                setup.run()
+            elif step == "elasticsearch":
+                setup.run_elasticsearch()
+            else:
+                setup.run_kibana(deadline=time.monotonic() + timeout)
         finally:
             setup.close()
     return lines
@@ -96,14 +118,109 @@ def test_a_refused_request_names_the_step_and_the_reason():
         _run(fake)
 
 
+MISSING_REFERENCES = [
+    {"type": "lens", "id": "mlobs-latency", "error": {"type": "missing_references"}}
+]
+
+
 def test_a_failed_saved_object_import_fails_although_kibana_answers_200():
-    fake = FakeElastic(
-        import_errors=[
-            {"type": "lens", "id": "mlobs-latency", "error": {"type": "missing_references"}}
-        ]
-    )
+    fake = FakeElastic(import_errors=MISSING_REFERENCES)
     with pytest.raises(SetupError, match="lens/mlobs-latency: missing_references"):
-        _run(fake)
+        _run(fake, timeout=1, step="kibana")
+
+
+def test_the_elasticsearch_step_succeeds_without_kibana_and_never_calls_it():
+    """What gates Logstash must not depend on Kibana: a failing import and a Kibana that does
+    not answer at all change nothing for it."""
+    fake = FakeElastic(import_errors=MISSING_REFERENCES, kibana_unavailable_calls=10_000)
+    lines = _run(fake, step="elasticsearch", KIBANA_URL=NOBODY)
+    assert "/_security/user/mlobs_logstash_writer" in fake.resources
+    assert "/_index_template/logs-mlobs.inference" in fake.resources
+    assert fake.kibana_calls() == []
+    assert lines[-1] == "setup: Elasticsearch done"
+
+
+def test_the_kibana_step_retries_a_kibana_that_is_not_ready_and_failed_imports():
+    fake = FakeElastic(
+        kibana_unavailable_calls=3, import_errors=MISSING_REFERENCES, failed_imports=2
+    )
+    lines = _run(fake, step="kibana")
+    assert len(fake.kibana_calls()) == 3 + 2 + 1
+    ndjson = (REPO / "kibana/saved-objects.ndjson").read_text().splitlines()
+    assert len(fake.saved_objects) == len([line for line in ndjson if line.strip()])
+    assert any("Kibana server is not ready yet" in line for line in lines)
+    assert lines[-1] == "setup: Kibana done"
+    assert fake.resources == {}  # the Kibana step leaves Elasticsearch alone
+
+
+def test_the_kibana_step_gives_up_at_its_deadline_naming_the_last_failure():
+    with pytest.raises(SetupError, match=r"not imported in time \(.*ConnectError"):
+        lines: list[str] = []
+        setup = _setup(NOBODY, lines)
+        try:
+            setup.run_kibana(deadline=time.monotonic() + 0.5)
+        finally:
+            setup.close()
+
+
+def test_the_kibana_step_stops_when_asked():
+    lines: list[str] = []
+    setup = _setup(NOBODY, lines)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    try:
+        with pytest.raises(SetupError, match="stopped before the import succeeded"):
+            setup.run_kibana(stop=stop)
+    finally:
+        setup.close()
+
+
+def _python_m_setup(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "setup", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_compose_commands_elasticsearch_step_exits_0_while_kibana_is_down():
+    fake = FakeElastic()
+    with serve_fake(fake) as url:
+        process = _python_m_setup(
+            "elasticsearch", env={**ENV, "ELASTICSEARCH_URL": url, "KIBANA_URL": NOBODY}
+        )
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "/_security/user/kibana_system/_password" in fake.resources
+
+
+def test_compose_commands_kibana_service_becomes_ready_and_stops_cleanly(tmp_path: Path):
+    """As the compose service runs it: retry, create the ready file, stay up, exit 0 on SIGTERM
+    (PID 1 in a container ignores signals it has no handler for)."""
+    ready = tmp_path / "ready"
+    fake = FakeElastic(kibana_unavailable_calls=2)
+    with serve_fake(fake) as url:
+        env = {"ELASTIC_PASSWORD": "elastic-pw", "KIBANA_URL": url}
+        process = _python_m_setup("kibana", "--ready-file", str(ready), env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "no ready file after 60 s"
+                time.sleep(0.1)
+            time.sleep(0.3)
+            assert process.poll() is None  # still running: compose's healthcheck sees it
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, output
+    assert fake.saved_objects
 
 
 def test_elasticsearch_that_never_comes_up_times_out_with_a_message():
@@ -114,3 +231,9 @@ def test_elasticsearch_that_never_comes_up_times_out_with_a_message():
 def test_missing_secrets_are_named():
     with pytest.raises(SetupError, match="KIBANA_SYSTEM_PASSWORD, LOGSTASH_WRITER_PASSWORD"):
         SetupConfig.from_env({"ELASTIC_PASSWORD": "x", "GRAFANA_ES_PASSWORD": "y"})
+
+
+def test_the_kibana_step_needs_only_the_elastic_password():
+    assert SetupConfig.from_env({"ELASTIC_PASSWORD": "x"}, step="kibana").elastic_password == "x"
+    with pytest.raises(SetupError, match="ELASTIC_PASSWORD"):
+        SetupConfig.from_env({}, step="kibana")
