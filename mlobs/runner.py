@@ -10,8 +10,8 @@ Awaited and threaded predictions share one per-process limit (inline ones cannot
 loop, so they take no slot): at most `concurrency` predictions run at once and at most
 `queue` wait for a slot; past that a request is refused at once (Overloaded, answered 503) rather
 than queued without bound. A prediction that takes longer than the timeout is abandoned by its
-caller (TimeoutError, answered 504); a synchronous one that keeps running in its thread keeps its
-slot until it returns, so the limit stays true.
+caller (PredictionTimeout, answered 504); a synchronous one that keeps running in its thread
+keeps its slot until it returns, so the limit stays true.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ from mlobs.model import Prediction, ServedModel
 
 class Overloaded(Exception):
     """Every slot is busy and the wait queue is full: the request is refused at once."""
+
+
+class PredictionTimeout(Exception):
+    """The prediction took longer than the timeout; its caller stops waiting."""
 
 
 class ConcurrencyLimit:
@@ -137,22 +141,28 @@ class PredictionRunner:
         """Predict `payload` within a slot and the timeout; `before` (injected faults) runs
         inside both, as a slow model would.
 
-        Raises Overloaded (no slot, line full), TimeoutError, or what predict raised.
+        Raises Overloaded (no slot, line full), PredictionTimeout, or what predict raised (a
+        TimeoutError of the model's own, say from a feature store, stays the model's error).
         """
-        async with asyncio.timeout(self.timeout):
-            await self.limit.acquire()
-            if self.mode == "thread":
-                return await self._in_thread(payload, before)
-            try:
-                if before is not None:
-                    await before()
-                if self.mode == "async":
-                    start = perf_counter()
-                    prediction = await self.model.predict(payload)  # type: ignore[misc]
-                    return prediction, perf_counter() - start
-                return self._call(payload)
-            finally:
-                self.limit.release()
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.limit.acquire()
+                if self.mode == "thread":
+                    return await self._in_thread(payload, before)
+                try:
+                    if before is not None:
+                        await before()
+                    if self.mode == "async":
+                        start = perf_counter()
+                        prediction = await self.model.predict(payload)  # type: ignore[misc]
+                        return prediction, perf_counter() - start
+                    return self._call(payload)
+                finally:
+                    self.limit.release()
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise PredictionTimeout(f"no prediction within {self.timeout:g} s") from exc
+            raise
 
     async def warm_up(self, payload: BaseModel) -> None:
         """One prediction before readiness, in the model's mode but with no limit or timeout:

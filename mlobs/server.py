@@ -35,7 +35,7 @@ from mlobs.logs import (
 from mlobs.metrics import ModelMetrics
 from mlobs.middleware import InferenceMiddleware
 from mlobs.model import Prediction, ServedModel
-from mlobs.runner import Overloaded, PredictionRunner
+from mlobs.runner import Overloaded, PredictionRunner, PredictionTimeout
 from mlobs.settings import Settings
 from mlobs.shutdown import GracefulShutdown
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, duration_seconds, load_spec
@@ -151,7 +151,6 @@ def create_app(
     app.state.ready = False
     app.state.metrics = metrics
     app.state.drift = monitor
-    app.state.runner = runner
     app.state.shutdown = shutdown
     app.add_middleware(
         InferenceMiddleware,
@@ -180,10 +179,9 @@ def create_app(
             prediction = _checked(ran[0])
         except Overloaded as exc:
             return _shed(record, "overloaded", f"too many predictions at once: {exc}")
-        except TimeoutError:
+        except PredictionTimeout as exc:
             record.failed("timeout", 504)
-            detail = f"no prediction within {settings.predict_timeout_seconds:g} s"
-            return error_response(504, "timeout", detail, record.request_id)
+            return error_response(504, "timeout", str(exc), record.request_id)
         except InjectedFault as exc:
             record.failed(type(exc).__name__, 500)
             return error_response(500, "injected_fault", str(exc), record.request_id)

@@ -8,7 +8,13 @@ import threading
 import pytest
 
 from mlobs.model import Prediction
-from mlobs.runner import ConcurrencyLimit, Overloaded, PredictionRunner, predict_mode
+from mlobs.runner import (
+    ConcurrencyLimit,
+    Overloaded,
+    PredictionRunner,
+    PredictionTimeout,
+    predict_mode,
+)
 from tests.support.slow_model import AsyncSlowModel, InlineSlowModel, SlowModel, SlowRequest
 
 
@@ -93,7 +99,7 @@ def test_a_timed_out_thread_keeps_its_slot_until_it_returns():
     async def scenario() -> tuple[int, int]:
         model = _Blocking()
         runner = PredictionRunner(model, concurrency=1, queue=0, timeout=0.05)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(PredictionTimeout):
             await runner.run(SlowRequest(message="x"))
         held = runner.limit.running
         model.release.set()
@@ -110,7 +116,7 @@ def test_a_timed_out_thread_keeps_its_slot_until_it_returns():
 def test_an_async_predict_past_the_timeout_is_cancelled_and_frees_its_slot():
     async def scenario() -> int:
         runner = PredictionRunner(AsyncSlowModel(5), concurrency=1, queue=0, timeout=0.05)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(PredictionTimeout):
             await runner.run(SlowRequest(message="x"))
         return runner.limit.running
 
@@ -127,3 +133,17 @@ def test_every_mode_passes_the_model_error_on_and_frees_the_slot(kind):
         return runner.limit.running
 
     assert asyncio.run(scenario()) == 0
+
+
+class _FeatureStoreTimesOut(AsyncSlowModel):
+    async def predict(self, payload: SlowRequest) -> Prediction:  # type: ignore[override]
+        raise TimeoutError("the feature store did not answer")
+
+
+def test_a_timeout_inside_the_model_is_the_models_error_not_the_servers_timeout():
+    async def scenario() -> None:
+        runner = PredictionRunner(_FeatureStoreTimesOut(0), concurrency=1, queue=0, timeout=5)
+        with pytest.raises(TimeoutError, match="feature store"):
+            await runner.run(SlowRequest(message="x"))
+
+    asyncio.run(scenario())
