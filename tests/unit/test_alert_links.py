@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl, urlsplit
 
-import promql_parser
 import pytest
 import yaml
 
@@ -15,6 +14,7 @@ from mlobs.generate.expressions import recording_rules
 from mlobs.spec import load_spec
 from tests.conftest import REPO
 from tests.support.grafana import PROMETHEUS, alert_rules, interpolate, query_variables
+from tests.support.promql import metric_names
 
 SPEC = load_spec(REPO / "observability.yaml")
 RECORDED = {r.record: r.expr for r in recording_rules(SPEC)}
@@ -22,13 +22,7 @@ RECORDED = {r.record: r.expr for r in recording_rules(SPEC)}
 
 def _raw_series(promql: str) -> set[str]:
     """The exported series a query reads, following recorded series to the metrics behind them."""
-    names: set[str] = set()
-    promql_parser.walk(
-        promql_parser.parse(promql),
-        lambda node: (
-            names.add(node.name) if isinstance(node, promql_parser.VectorSelector) else None
-        ),
-    )
+    names = metric_names(promql)
     return set().union(*(_raw_series(RECORDED[n]) if n in RECORDED else {n} for n in names))
 
 

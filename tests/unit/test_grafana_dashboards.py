@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import jsonschema
-import promql_parser
 import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
@@ -25,6 +24,7 @@ from tests.support.grafana import (
     query_variables,
     schema_dir,
 )
+from tests.support.promql import metric_names
 from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 SPEC = load_spec(REPO / "observability.yaml")
@@ -87,17 +87,6 @@ def test_every_panel_has_a_unit_a_unique_id_and_says_it_is_generated():
                 assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
 
 
-def _names_read(promql: str) -> set[str]:
-    names: set[str] = set()
-    promql_parser.walk(
-        promql_parser.parse(promql),
-        lambda node: (
-            names.add(node.name) if isinstance(node, promql_parser.VectorSelector) else None
-        ),
-    )
-    return names
-
-
 def _exported_series(serve, anomaly_model, chatbot_model) -> set[str]:
     names = set()
     for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
@@ -118,7 +107,7 @@ def test_queries_read_only_exported_or_recorded_series(serve, anomaly_model, cha
     assert len(queries) > 15
     for query in queries:
         # Variables stay in their label strings; only the interval macros need values to parse.
-        names = _names_read(interpolate(query.text, {}, PROMETHEUS))
+        names = metric_names(interpolate(query.text, {}, PROMETHEUS))
         assert names, query.text
         assert names <= known, f"{query.panel}: unknown series {names - known}"
 
@@ -129,13 +118,13 @@ def test_every_exported_family_is_on_a_dashboard_or_in_a_rule(serve, anomaly_mod
     read = {
         name
         for query in prometheus_queries()
-        for name in _names_read(interpolate(query.text, {}, PROMETHEUS))
+        for name in metric_names(interpolate(query.text, {}, PROMETHEUS))
     }
-    read |= {n for r in recording_rules(SPEC) for n in _names_read(r.expr)}
+    read |= {n for r in recording_rules(SPEC) for n in metric_names(r.expr)}
     for path in DASHBOARDS:
         for variable in query_variables(dashboard(path)):
             selector, _ = variable.label_values()
-            read |= _names_read(selector.replace("$", "")) if selector else set()
+            read |= metric_names(selector.replace("$", "")) if selector else set()
 
     def family(name: str) -> str:
         return name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")

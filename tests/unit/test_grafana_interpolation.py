@@ -37,6 +37,7 @@ from tests.support.grafana import (
     panel_queries,
     series_lookup,
 )
+from tests.support.promql import metric_names, vector_selectors
 from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 SPEC = load_spec(REPO / "observability.yaml")
@@ -51,17 +52,6 @@ class Exposed:
 
     series: list[tuple[str, Labels]]
     events: list[dict]
-
-
-def _names_read(expr: str) -> set[str]:
-    names: set[str] = set()
-    promql_parser.walk(
-        promql_parser.parse(expr),
-        lambda node: (
-            names.add(node.name) if isinstance(node, promql_parser.VectorSelector) else None
-        ),
-    )
-    return names
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +72,7 @@ def exposed(tmp_path_factory, anomaly_model, chatbot_model) -> Exposed:
 
 
 def _selections(board: dict, exposed: Exposed) -> dict[str, Selection]:
-    recorded = {r.record: _names_read(r.expr) for r in recording_rules(SPEC)}
+    recorded = {r.record: metric_names(r.expr) for r in recording_rules(SPEC)}
     return default_selections(board, series_lookup(exposed.series, recorded))
 
 
@@ -137,15 +127,6 @@ def test_every_panel_query_is_valid_with_the_default_values(board, query, expose
         pytest.fail(f"{query.name}: {exc}\n{text}")
 
 
-def _selectors(expr: str) -> list[promql_parser.VectorSelector]:
-    found: list[promql_parser.VectorSelector] = []
-    promql_parser.walk(
-        promql_parser.parse(expr),
-        lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector) else None,
-    )
-    return found
-
-
 def test_promql_matchers_select_every_value_of_their_variable(exposed):
     """Each label matcher built from a variable accepts every value the default selects (for
     "All": every option), once Grafana has escaped it for PromQL."""
@@ -158,8 +139,8 @@ def test_promql_matchers_select_every_value_of_their_variable(exposed):
         marked = query.text
         for name in sorted(selections, key=len, reverse=True):  # $model_version before $model
             marked = marked.replace(f"${name}", SENTINEL.format(name))
-        real = _selectors(query.interpolated(selections))
-        template = _selectors(interpolate(marked, {}, PROMETHEUS))
+        real = vector_selectors(query.interpolated(selections))
+        template = vector_selectors(interpolate(marked, {}, PROMETHEUS))
         for marks, selector in zip(template, real, strict=True):
             for source, matcher in zip(
                 marks.matchers.matchers, selector.matchers.matchers, strict=True
