@@ -90,6 +90,31 @@ def filebeat(line: str) -> dict:
     return event
 
 
+def _condition(condition: dict, event: dict) -> bool:
+    [(kind, body)] = condition.items()
+    if kind == "not":
+        return not _condition(body, event)
+    if kind == "equals":
+        return all(event.get(field) == value for field, value in body.items())
+    raise NotImplementedError(f"condition {kind}")
+
+
+def filebeat_processors(event: dict, processors: list[dict]) -> dict | None:
+    """`event` through a Filebeat input's processors (the kinds our configs use), None if one
+    drops it; an unknown processor or condition raises rather than being ignored."""
+    for processor in processors:
+        [(name, options)] = processor.items()
+        if name == "drop_event":
+            if _condition(options["when"], event):
+                return None
+        elif name == "drop_fields":
+            for field in options["fields"]:
+                event.pop(field, None)
+        else:
+            raise NotImplementedError(f"processor {name}")
+    return event
+
+
 def _parts(reference: str) -> list[str]:
     return reference[1:-1].split("][") if reference.startswith("[") else [reference]
 

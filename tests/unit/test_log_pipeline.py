@@ -18,7 +18,13 @@ from mlobs.spec import load_spec
 from setup.elastic_setup import SetupConfig
 from tests.conftest import REPO
 from tests.support.inference_lines import OPTIONAL_KEYS, inference_lines
-from tests.support.log_chain import FILEBEAT_FIELDS, Indexed, filebeat, logstash
+from tests.support.log_chain import (
+    FILEBEAT_FIELDS,
+    Indexed,
+    filebeat,
+    filebeat_processors,
+    logstash,
+)
 
 SPEC = load_spec(REPO / "observability.yaml")
 MAPPING = json.loads((REPO / "elasticsearch/component-template.json").read_text())["template"][
@@ -270,6 +276,25 @@ def test_filebeat_reads_the_shared_log_files_and_ships_to_logstash():
     assert config["path.data"]
     assert config["http.enabled"] is True and config["http.port"] == 5066
     assert "docker" not in (REPO / "filebeat/filebeat.yml").read_text().replace("No Docker", "")
+
+
+def test_filebeat_ships_the_inference_events_of_the_log_file_and_nothing_else(
+    serve, anomaly_model, chatbot_model, log_file
+):
+    """The servers' log file also holds server_ready, faults_set, draining and model_error
+    events; they do not belong in the inference data stream."""
+    inference = inference_lines(serve, anomaly_model, chatbot_model, log_file)
+    every_line = [line for line in log_file.read_text().splitlines() if line.strip()]
+    others = [line for line in every_line if line not in inference]
+    assert {json.loads(line)["message"] for line in others} >= {"server_ready", "faults_set"}
+    config = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
+    [source] = config["filebeat.inputs"]
+
+    def shipped(line: str) -> bool:
+        return filebeat_processors(filebeat(line), source.get("processors", [])) is not None
+
+    assert [line for line in others if shipped(line)] == []
+    assert all(shipped(line) for line in inference)
 
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
