@@ -11,6 +11,7 @@ from mlobs.generate import (
     grafana_alerting,
     grafana_dashboards,
     kibana_objects,
+    kubernetes,
     logstash_pipeline,
     prometheus_config,
     prometheus_rules,
@@ -34,6 +35,7 @@ def render_all(spec: Spec, root: Path = Path(".")) -> dict[Path, str]:
         **grafana_alerting.render(spec, dashboards),
         **logstash_pipeline.render(spec),
         **kibana_objects.render(root),
+        **kubernetes.render(spec, root),
     }
 
 
@@ -44,6 +46,15 @@ def stale_files(root: Path, rendered: dict[Path, str]) -> list[Path]:
         for path, text in rendered.items()
         if not (root / path).is_file() or (root / path).read_text() != text
     ]
+
+
+def write_files(root: Path, rendered: dict[Path, str]) -> None:
+    """Write every rendered file below `root`, saying which."""
+    for path, text in rendered.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"stale: {path} (run `make generate`)", file=sys.stderr)
         return 1 if stale else 0
-    for path, text in rendered.items():
-        target = args.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {path}")
+    write_files(args.root, rendered)
     return 0
 
 

@@ -1,0 +1,147 @@
+"""Model servers (and alert-sink): a Deployment, a Service and a PodDisruptionBudget per model.
+
+Each model's Service and pods carry `app.kubernetes.io/name: <model>`, and its ServiceMonitor takes
+the Prometheus `job` from that label, so `job` is the model name as with compose's scrape jobs
+(ModelServerDown and ModelServerMissing select a model's targets by job). Every container listens
+on 8080, as in compose, and runs the image's own command (services/Dockerfile).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mlobs.generate.kubernetes import pods
+from mlobs.generate.kubernetes.cluster import KubernetesSetup
+from mlobs.generate.kubernetes.sources import RepoSources
+from mlobs.generate.prometheus_config import COMPOSE_PORT
+from mlobs.settings import Settings
+from mlobs.spec import ModelSpec
+
+MODEL_COMPONENT = "model-server"
+# The container's name: Filebeat selects the model servers' logs by it (/var/log/containers/
+# <pod>_<namespace>_<container>-<id>.log), so it is the same for every model.
+MODEL_CONTAINER = "model-server"
+MODEL_REPLICAS = 2
+# Beyond the drain: uvicorn closes connections (mlobs.serve.CLOSE_SECONDS, 3 s) and the app writes
+# its queued log lines and drift counts; compose's stop_grace_period has the same 5 s on top.
+FLUSH_SECONDS = 5
+# A synchronous predict runs in up to MLOBS_PREDICT_CONCURRENCY threads and numpy releases the
+# GIL, so a server can use more than one core; raise the limit for heavier models.
+MODEL_CPU_REQUEST, MODEL_CPU_LIMIT = "250m", "2"
+
+
+def termination_grace_seconds(settings: Settings | None = None) -> int:
+    """What Kubernetes waits between SIGTERM and SIGKILL: the servers' drain
+    (MLOBS_SHUTDOWN_GRACE_SECONDS, 25 s by default) plus the time to close and flush."""
+    grace = (settings or Settings()).shutdown_grace_seconds
+    return math.ceil(grace) + FLUSH_SECONDS
+
+
+def _metadata(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
+def http_container(name: str, image: str, resources: pods.Resources) -> dict[str, Any]:
+    """A container of one of our HTTP services: /healthz (liveness), /readyz (readiness)."""
+    return {
+        "name": name,
+        "image": image,
+        "ports": [{"name": "http", "containerPort": COMPOSE_PORT, "protocol": "TCP"}],
+        "resources": resources.as_dict(),
+        # Model loading may take a while: liveness starts once /healthz answered (2 min budget).
+        "startupProbe": pods.http_probe("/healthz", period=2, failures=60),
+        "livenessProbe": pods.http_probe("/healthz", period=10, failures=3),
+        # /readyz answers 503 from the start of a drain on; the Service stops routing here.
+        "readinessProbe": pods.http_probe("/readyz", period=5, failures=2),
+        "securityContext": pods.restricted_container_security(),
+        "volumeMounts": [pods.tmp_mount()],
+    }
+
+
+def deployment(
+    name: str,
+    component: str,
+    container: dict[str, Any],
+    replicas: int,
+    setup: KubernetesSetup,
+    sources: RepoSources,
+    grace_seconds: int | None = None,
+) -> dict[str, Any]:
+    """A Deployment that replaces pods one at a time, never below `replicas` ready ones."""
+    match = pods.selector(name, component)
+    pod = pods.restricted_pod([container], sources)
+    if grace_seconds is not None:
+        pod["terminationGracePeriodSeconds"] = grace_seconds
+    if replicas > 1:  # spread replicas over nodes where possible
+        pod["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": match},
+            }
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": match},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {"metadata": {"labels": pods.labels(name, component)}, "spec": pod},
+        },
+    }
+
+
+def service(name: str, component: str, setup: KubernetesSetup) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": pods.selector(name, component),
+            "ports": [
+                {"name": "http", "port": COMPOSE_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def disruption_budget(name: str, component: str, setup: KubernetesSetup) -> dict[str, Any]:
+    """At most one pod of the model evicted at a time (node drains, upgrades). maxUnavailable,
+    not minAvailable: with a single replica a drain still proceeds instead of blocking."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": pods.selector(name, component)}},
+    }
+
+
+def model_server(model: ModelSpec, setup: KubernetesSetup, sources: RepoSources) -> list[dict]:
+    """Deployment, Service and PodDisruptionBudget of one model of the spec."""
+    resources = pods.Resources(
+        memory=sources.service(model.name).memory,
+        cpu_request=MODEL_CPU_REQUEST,
+        cpu_limit=MODEL_CPU_LIMIT,
+    )
+    container = http_container(MODEL_CONTAINER, sources.image(model.name), resources)
+    return [
+        deployment(
+            model.name,
+            MODEL_COMPONENT,
+            container,
+            MODEL_REPLICAS,
+            setup,
+            sources,
+            grace_seconds=termination_grace_seconds(),
+        ),
+        service(model.name, MODEL_COMPONENT, setup),
+        disruption_budget(model.name, MODEL_COMPONENT, setup),
+    ]

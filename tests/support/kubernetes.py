@@ -1,0 +1,276 @@
+"""Checking Kubernetes manifests where no cluster runs: kustomize, and strict schema validation.
+
+- Kustomize: the bases of deploy/kubernetes/ use `resources` and `images` only; `build` resolves
+  them the way kustomize does for those two fields (an image matches by name, its tag aside;
+  kubernetes-sigs/kustomize api/filters/imagetag), and raises on any other field. Where kubectl is
+  installed, `kubectl kustomize` renders them too and the two must agree.
+- Core kinds validate against kubernetes-validate's strict schemas (unknown fields are errors).
+- Custom resources validate against the openAPIV3Schema of their CRD (MLOBS_KUBERNETES_SCHEMAS,
+  default ../shared/schemas/kubernetes: Prometheus Operator v0.93.0 and ECK v3.5.0), made strict
+  the way the API server treats them: a field the schema does not declare is pruned, so every
+  object without `x-kubernetes-preserve-unknown-fields` refuses unknown fields here. Where a CRD
+  preserves unknown fields for something with a known schema (a pod template, metadata, an
+  AlertmanagerConfig's child routes), that schema is checked instead; the rest is application
+  configuration (FREE_FORM), which the tests check by what it does.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from referencing import Registry, Resource
+
+from tests.conftest import REPO, REQUIRE_TOOLS
+
+DEPLOY = REPO / "deploy/kubernetes"
+KUBERNETES_VERSION = "1.32"
+DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
+OBJECT_META = f"{DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+POD_TEMPLATE = f"{DEFINITIONS_ID}#/$defs/io.k8s.api.core.v1.PodTemplateSpec"
+# Fields a CRD keeps as they are, holding the configuration of the application itself.
+FREE_FORM = {
+    ("Beat", "spec.config"): "filebeat.yml",
+    ("Elasticsearch", "spec.nodeSets[].config"): "elasticsearch.yml",
+    ("Elasticsearch", "spec.remoteClusters[].apiKey.access.search.query"): "a query DSL",
+    ("Kibana", "spec.config"): "kibana.yml",
+    ("Logstash", "spec.config"): "logstash.yml",
+    ("Logstash", "spec.pipelines"): "pipelines.yml",
+}
+# Fields a CRD keeps as they are although they have a schema: checked against it instead.
+REFINED = {
+    ("AlertmanagerConfig", "spec.route.routes[]"): "#/properties/spec/properties/route",
+}
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images"}
+
+
+# --- YAML and kustomize ------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader plus `=` (a bare `=` is YAML's `value` tag, in some CRDs' enums), without
+    changing yaml.SafeLoader for everyone else."""
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.load_all(path.read_text(), Loader=_Loader) if doc]
+
+
+def kustomization_dirs() -> list[Path]:
+    return sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
+
+
+def object_id(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    """`registry:5000/name:tag` as (`registry:5000/name`, `tag`)."""
+    if "@" in image:
+        raise NotImplementedError(f"image digests are not modelled: {image}")
+    name, colon, tag = image.rpartition(":")
+    return (name, tag) if colon and "/" not in tag else (image, None)
+
+
+def containers(obj: Any) -> Iterator[dict[str, Any]]:
+    """Every container of every pod template in an object, wherever it is."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                yield from (c for c in value if isinstance(c, dict))
+            else:
+                yield from containers(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            yield from containers(item)
+
+
+def _set_images(objects: list[dict[str, Any]], images: list[dict[str, str]]) -> None:
+    """kustomize's `images:` (name, newName, newTag): an image matches by name, whatever its tag."""
+    for entry in images:
+        unknown = set(entry) - {"name", "newName", "newTag"}
+        if unknown:
+            raise NotImplementedError(f"images: {sorted(unknown)}")
+        for container in (c for obj in objects for c in containers(obj) if "image" in c):
+            name, tag = _split_image(container["image"])
+            if name == entry["name"]:
+                tag = entry.get("newTag", tag)
+                new_name = entry.get("newName", name)
+                container["image"] = f"{new_name}:{tag}" if tag else new_name
+
+
+def build(directory: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize directory` renders, for the fields our bases use."""
+    path = directory / "kustomization.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: no kustomization.yaml")
+    kustomization = yaml.safe_load(path.read_text())
+    unknown = set(kustomization) - KUSTOMIZE_FIELDS
+    if unknown:
+        raise NotImplementedError(f"{path}: kustomize fields {sorted(unknown)} not modelled")
+    objects: list[dict[str, Any]] = []
+    for entry in kustomization.get("resources", []):
+        resource = directory / entry
+        if resource.is_dir():
+            objects += build(resource)
+        elif resource.is_file():
+            objects += load_documents(resource)
+        else:
+            raise FileNotFoundError(f"{path}: resource {entry} does not exist")
+    ids = [object_id(obj) for obj in objects]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise ValueError(f"{path}: objects defined twice: {sorted(duplicates)}")
+    _set_images(objects, kustomization.get("images", []))
+    return objects
+
+
+def kubectl_build(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize directory`; skips without kubectl. kubectl is not among the tools CI
+    installs (.ci/run: Prometheus and Alertmanager), so MLOBS_REQUIRE_TOOLS does not demand it;
+    the resolver above covers the fields we use either way."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the kustomizations are resolved in Python only")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
+    return [doc for doc in yaml.load_all(result.stdout, Loader=_Loader) if doc]
+
+
+def all_objects() -> list[dict[str, Any]]:
+    return [obj for directory in kustomization_dirs() for obj in build(directory)]
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+
+def schema_dir() -> Path:
+    """The CRDs: MLOBS_KUBERNETES_SCHEMAS, or ../shared/schemas/kubernetes beside the checkout.
+    Skips without them (fails instead under MLOBS_REQUIRE_TOOLS=1)."""
+    default = REPO.parent / "shared/schemas/kubernetes"
+    path = Path(os.environ.get("MLOBS_KUBERNETES_SCHEMAS", default))
+    if not any(path.rglob("*.yaml")):
+        message = f"CRD schemas not found in {path} (set MLOBS_KUBERNETES_SCHEMAS)"
+        if REQUIRE_TOOLS:
+            pytest.fail(f"MLOBS_REQUIRE_TOOLS=1 but {message}")
+        pytest.skip(message)
+    return path
+
+
+@dataclass(frozen=True)
+class CustomResource:
+    """One served version of a CRD."""
+
+    api_version: str
+    kind: str
+    schema: dict[str, Any]  # openAPIV3Schema as the CRD has it
+
+
+@cache
+def custom_resources(directory: Path) -> dict[tuple[str, str], CustomResource]:
+    found = {}
+    for path in sorted(directory.rglob("*.yaml")):
+        for doc in load_documents(path):
+            if doc.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+            for version in doc["spec"]["versions"]:
+                if version.get("served"):
+                    api = f"{group}/{version['name']}"
+                    schema = version["schema"]["openAPIV3Schema"]
+                    found[(api, kind)] = CustomResource(api, kind, schema)
+    return found
+
+
+@cache
+def _definitions() -> dict[str, Any]:
+    folder = f"v{KUBERNETES_VERSION}.0-local-strict"
+    path = resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder
+    return yaml.safe_load((path / "_definitions.json").read_text())
+
+
+class UnreviewedFreeForm(Exception):
+    """A CRD field keeps unknown fields and is neither refined nor listed in FREE_FORM."""
+
+
+def strict_schema(resource: CustomResource) -> dict[str, Any]:
+    """The CRD's schema with unknown fields refused (what the API server would prune)."""
+
+    def walk(node: dict[str, Any], path: str) -> dict[str, Any]:
+        node = copy.copy(node)
+        is_object = node.get("type") == "object"
+        if path == "metadata":
+            return {"$ref": OBJECT_META}
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            if (resource.kind, path) in REFINED:
+                return {"$ref": REFINED[(resource.kind, path)]}
+            if path.rsplit(".", 1)[-1] == "podTemplate":
+                return {"$ref": POD_TEMPLATE}
+            if (resource.kind, path) not in FREE_FORM:
+                raise UnreviewedFreeForm(f"{resource.kind} {path}")
+            return node
+        if node.get("nullable"):
+            kinds = node.get("type")
+            node["type"] = [*([kinds] if isinstance(kinds, str) else kinds or []), "null"]
+        if "properties" in node:
+            node["properties"] = {
+                key: walk(value, f"{path}.{key}".lstrip("."))
+                for key, value in node["properties"].items()
+            }
+        if isinstance(node.get("items"), dict):
+            node["items"] = walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            node["additionalProperties"] = walk(node["additionalProperties"], f"{path}{{}}")
+        elif is_object and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        return node
+
+    return walk(resource.schema, "")
+
+
+@cache
+def _validator(directory: Path, api_version: str, kind: str) -> jsonschema.Validator:
+    resource = custom_resources(directory)[(api_version, kind)]
+    definitions = Resource.from_contents(_definitions())
+    registry = Registry().with_resource(DEFINITIONS_ID, definitions)
+    return jsonschema.Draft202012Validator(strict_schema(resource), registry=registry)
+
+
+def validate(obj: dict[str, Any], crds: Path) -> list[str]:
+    """Every reason the API server (or the CRD's schema) would refuse or prune `obj`."""
+    key = (obj["apiVersion"], obj["kind"])
+    if key in custom_resources(crds):
+        errors = _validator(crds, *key).iter_errors(obj)
+        return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{'.'.join(map(str, exc.path))}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [f"no schema: {exc.message}"]
+    return []
+
+
+def describe(obj: dict[str, Any]) -> str:
+    api, kind, namespace, name = object_id(obj)
+    return f"{kind} {namespace}/{name} ({api})"

@@ -1,0 +1,387 @@
+"""deploy/kubernetes/: every base renders, every object validates strictly, and the workloads are
+the compose stack's images, run with least privilege and stopped as gracefully as the servers
+drain.
+
+Kustomizations are resolved in Python (tests/support/kubernetes.py); where kubectl is installed,
+`kubectl kustomize` must render the same objects. Schemas: kubernetes-validate (core kinds) and
+the CRDs of ../shared/schemas/kubernetes, unknown fields being errors in both.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlobs.generate.kubernetes import PARTS, render
+from mlobs.generate.kubernetes.__main__ import main
+from mlobs.generate.kubernetes.cluster import KubernetesSetup
+from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT, termination_grace_seconds
+from mlobs.generate.kubernetes.sources import RepoSources
+from mlobs.serve import CLOSE_SECONDS
+from mlobs.server import create_app
+from mlobs.settings import Settings
+from mlobs.spec import duration_seconds, load_spec
+from services.alert_sink.app import app as alert_sink_app
+from tests.conftest import REPO
+from tests.support.kubernetes import (
+    DEPLOY,
+    FREE_FORM,
+    REFINED,
+    UnreviewedFreeForm,
+    all_objects,
+    build,
+    containers,
+    custom_resources,
+    describe,
+    kubectl_build,
+    kustomization_dirs,
+    object_id,
+    schema_dir,
+    strict_schema,
+    validate,
+)
+
+SPEC = load_spec(REPO / "observability.yaml")
+SOURCES = RepoSources.read(REPO)
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def _pod_templates(objects: list[dict]) -> list[tuple[dict, dict]]:
+    """(object, pod spec) of every Deployment and Job: the pods that run our images."""
+    return [
+        (obj, obj["spec"]["template"]["spec"])
+        for obj in objects
+        if obj["kind"] in ("Deployment", "Job")
+    ]
+
+
+# --- kustomize ---------------------------------------------------------------------------------
+
+
+def test_each_part_is_a_kustomization_whose_resources_exist_and_render():
+    assert [d.name for d in kustomization_dirs()] == sorted(PARTS)
+    for directory in kustomization_dirs():
+        objects = build(directory)
+        assert objects, directory
+
+
+def test_every_manifest_file_belongs_to_a_kustomization():
+    """A file no kustomization lists is never applied: e.g. the manifests of a model removed
+    from the spec, left behind by `make generate` (which only writes files)."""
+    listed = set()
+    for directory in kustomization_dirs():
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        listed |= {(directory / entry).resolve() for entry in kustomization["resources"]}
+        listed.add((directory / "kustomization.yaml").resolve())
+    on_disk = {path.resolve() for path in DEPLOY.rglob("*") if path.is_file()}
+    assert on_disk - listed == set()
+
+
+def test_kubectl_kustomize_renders_what_the_tests_check():
+    for directory in kustomization_dirs():
+        ours = {object_id(obj): obj for obj in build(directory)}
+        kubectl = {object_id(obj): obj for obj in kubectl_build(directory)}
+        assert ours == kubectl, directory
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+
+def test_every_object_validates_strictly():
+    crds = schema_dir()
+    errors = {describe(obj): validate(obj, crds) for obj in all_objects()}
+    assert {name: e for name, e in errors.items() if e} == {}
+
+
+def _planted(obj: dict) -> list[tuple[str, dict]]:
+    """Copies of `obj` with one unknown field each: in its spec (or top), in its metadata, in
+    its first container and in its first child route, where it has them."""
+    plants = []
+    for where in ("spec", "metadata", "container", "child route"):
+        planted = copy.deepcopy(obj)
+        if where == "spec":
+            target = planted.get("spec", planted)
+        elif where == "metadata":
+            target = planted["metadata"]
+        elif where == "container":
+            target = next(containers(planted), None)
+        else:
+            target = next(iter(planted.get("spec", {}).get("route", {}).get("routes", [])), None)
+        if target is not None:
+            target["mlobsUnknownField"] = 1
+            plants.append((where, planted))
+    return plants
+
+
+def test_the_validation_refuses_an_unknown_field_anywhere_in_every_kind():
+    """Each kind is checked strictly: at its top, in metadata, inside pod templates (which ECK's
+    CRDs leave unchecked) and inside an AlertmanagerConfig's child routes (which the operator
+    decodes with DisallowUnknownFields, prometheus-operator v0.93.0
+    pkg/apis/monitoring/v1alpha1/alertmanager_config_types.go, Route.ChildRoutes)."""
+    crds = schema_dir()
+    kinds_with_plants: dict[str, set[str]] = {}
+    for obj in all_objects():
+        for where, planted in _planted(obj):
+            assert validate(planted, crds), f"{describe(obj)}: unknown field in {where} accepted"
+            kinds_with_plants.setdefault(obj["kind"], set()).add(where)
+    assert (
+        "container" in kinds_with_plants["Beat"]
+        and "child route" in kinds_with_plants["AlertmanagerConfig"]
+    )
+
+
+def test_every_field_a_crd_leaves_unchecked_was_reviewed():
+    """A CRD field that keeps unknown fields is either checked against its real schema (pod
+    templates, child routes) or listed as an application's own configuration, which the
+    tests check by its effect; a new such field in a CRD upgrade fails here until reviewed."""
+    crds = schema_dir()
+    used = {(obj["apiVersion"], obj["kind"]) for obj in all_objects()}
+    for key in used:
+        resource = custom_resources(crds).get(key)
+        if resource is not None:
+            strict_schema(resource)  # raises UnreviewedFreeForm
+    kinds = {kind for _, kind in used}
+    assert {kind for kind, _ in FREE_FORM} | {kind for kind, _ in REFINED} <= kinds
+
+
+def test_an_unreviewed_free_form_field_is_reported():
+    crds = schema_dir()
+    resource = custom_resources(crds)[("kibana.k8s.elastic.co/v1", "Kibana")]
+    schema = copy.deepcopy(resource.schema)
+    schema["properties"]["spec"]["properties"]["extra"] = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    with pytest.raises(UnreviewedFreeForm, match=r"spec\.extra"):
+        strict_schema(type(resource)(resource.api_version, resource.kind, schema))
+
+
+# --- namespaces --------------------------------------------------------------------------------
+
+
+def _strings(value) -> list[str]:
+    """Every string in an object, and in the YAML documents it embeds (ConfigMap data)."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, str) and "\n" in value and not value.lstrip().startswith("{"):
+        try:
+            embedded = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return [value]
+        return [value, *_strings(embedded)] if isinstance(embedded, dict) else [value]
+    return [value] if isinstance(value, str) else []
+
+
+def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
+    """Namespaces end up inside URLs, Filebeat's paths and the release label, where an overlay's
+    `namespace:` cannot reach: `python -m mlobs.generate.kubernetes` renders them all."""
+    setup = KubernetesSetup(namespace="ml-prod", monitoring_namespace="obs", release="kps")
+    assert (
+        main(
+            [
+                *("--out", str(tmp_path), "--root", str(REPO)),
+                *("--spec", str(REPO / "observability.yaml")),
+                *("--namespace", "ml-prod", "--monitoring-namespace", "obs", "--release", "kps"),
+            ]
+        )
+        == 0
+    )
+    objects = [obj for part in PARTS for obj in build(tmp_path / part)]
+    assert {obj["metadata"]["namespace"] for obj in objects} == {"ml-prod", "obs"}
+    strings = [s for obj in objects for s in _strings(obj)]
+    defaults = KubernetesSetup()
+    leftovers = [
+        s
+        for s in strings
+        for old in (
+            f".{defaults.namespace}.svc",
+            f"_{defaults.namespace}_",
+            f".{defaults.monitoring_namespace}.svc",
+        )
+        if old in s
+    ]
+    assert leftovers == []
+    for new in (".ml-prod.svc", "_ml-prod_", ".obs.svc"):
+        assert any(new in s for s in strings), new
+    releases = {
+        obj["metadata"]["labels"].get("release")
+        for obj in objects
+        if obj["kind"] in ("ServiceMonitor", "PrometheusRule")
+    }
+    assert releases == {setup.release}
+
+
+def test_the_command_refuses_a_namespace_kubernetes_would_refuse(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--namespace", "ML_prod", "--root", str(REPO)]) == 2
+    assert "not a Kubernetes namespace name" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+# --- workloads ---------------------------------------------------------------------------------
+
+
+def test_each_model_of_the_spec_runs_the_image_compose_builds_for_it():
+    objects = build(DEPLOY / "model-servers")
+    deployments = {d["metadata"]["name"]: d for d in _by_kind(objects, "Deployment")}
+    assert set(deployments) == {m.name for m in SPEC.models}
+    for model in SPEC.models:
+        [container] = deployments[model.name]["spec"]["template"]["spec"]["containers"]
+        assert COMPOSE["services"][model.name]["build"]["target"] == model.name
+        assert container["image"] == f"mlobs-{model.name}:{SOURCES.version}"
+        assert model.name in SOURCES.image_targets
+
+
+def test_every_image_is_a_build_target_tagged_with_the_project_version():
+    images = [c["image"] for _, pod in _pod_templates(all_objects()) for c in pod["containers"]]
+    assert images
+    for image in images:
+        name, tag = image.rsplit(":", 1)
+        assert tag == SOURCES.version and name.removeprefix("mlobs-") in SOURCES.image_targets
+
+
+def test_each_model_has_a_service_and_a_disruption_budget_selecting_its_pods():
+    objects = build(DEPLOY / "model-servers")
+    for model in SPEC.models:
+        [deployment] = [
+            d for d in _by_kind(objects, "Deployment") if d["metadata"]["name"] == model.name
+        ]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        [service] = [s for s in _by_kind(objects, "Service") if s["metadata"]["name"] == model.name]
+        [budget] = [
+            b
+            for b in _by_kind(objects, "PodDisruptionBudget")
+            if b["metadata"]["name"] == model.name
+        ]
+        for selector in (service["spec"]["selector"], budget["spec"]["selector"]["matchLabels"]):
+            assert selector.items() <= pod_labels.items()
+        # The selector picks this model's pods only.
+        others = [d for d in _by_kind(objects, "Deployment") if d is not deployment]
+        for other in others:
+            assert (
+                not service["spec"]["selector"].items()
+                <= other["spec"]["template"]["metadata"]["labels"].items()
+            )
+        assert budget["spec"]["maxUnavailable"] == 1
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080}
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
+def test_probes_and_scrapes_use_paths_the_servers_answer(anomaly_model):
+    model_routes = {route.path for route in create_app(anomaly_model).routes}
+    sink_routes = {route.path for route in alert_sink_app.routes}
+    objects = all_objects()
+    for obj, pod in _pod_templates(objects):
+        routes = (
+            model_routes
+            if obj["metadata"]["labels"]["app.kubernetes.io/component"] == MODEL_COMPONENT
+            else sink_routes
+        )
+        for container in pod["containers"]:
+            probes = {k: v for k, v in container.items() if k.endswith("Probe")}
+            if obj["kind"] == "Job":
+                assert probes == {}
+                continue
+            assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert {p["httpGet"]["path"] for p in probes.values()} <= routes
+    for monitor in _by_kind(objects, "ServiceMonitor"):
+        assert {e["path"] for e in monitor["spec"]["endpoints"]} <= model_routes
+
+
+def test_our_pods_run_as_the_images_user_with_nothing_writable_but_empty_dirs():
+    """Pod Security Standard "restricted" for every pod of our images, as services/Dockerfile's
+    user; the only writable mounts are emptyDirs (compose: read_only plus a /tmp tmpfs)."""
+    pods = _pod_templates(all_objects())
+    assert len(pods) >= len(SPEC.models) + 2  # models, alert-sink, the setup Jobs
+    for obj, pod in pods:
+        name = describe(obj)
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True, name
+        assert (context["runAsUser"], context["runAsGroup"]) == (SOURCES.uid, SOURCES.gid), name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["enableServiceLinks"] is False, name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            for mount in container["volumeMounts"]:
+                volume = volumes[mount["name"]]
+                assert mount.get("readOnly") or "emptyDir" in volume, (name, mount)
+            assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), name
+
+
+def test_only_filebeat_runs_as_root_and_it_mounts_the_host_read_only():
+    objects = all_objects()
+    root_pods = [
+        obj
+        for obj in objects
+        if '"runAsUser": 0' in json.dumps(obj) or '"privileged": true' in json.dumps(obj)
+    ]
+    assert [obj["kind"] for obj in root_pods] == ["Beat"]
+    pod = root_pods[0]["spec"]["daemonSet"]["podTemplate"]["spec"]
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    host_volumes = {v["name"] for v in pod["volumes"] if "hostPath" in v}
+    assert host_volumes and all(
+        m.get("readOnly") for m in container["volumeMounts"] if m["name"] in host_volumes
+    )
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_every_container_has_memory_requested_and_limited_as_in_compose():
+    objects = all_objects()
+    found = [(describe(obj), c) for obj in objects for c in containers(obj)]
+    assert len(found) >= len(SPEC.models) + 6
+    for name, container in found:
+        resources = container["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], name
+        assert "cpu" in resources["requests"], name
+    for obj, pod in _pod_templates(objects):
+        if obj["metadata"]["labels"]["app.kubernetes.io/component"] == MODEL_COMPONENT:
+            [container] = pod["containers"]
+            assert "cpu" in container["resources"]["limits"]
+            assert (
+                container["resources"]["limits"]["memory"]
+                == SOURCES.service(obj["metadata"]["name"]).memory
+            )
+
+
+def test_kubernetes_waits_as_long_as_a_server_drains_and_flushes():
+    """terminationGracePeriodSeconds follows MLOBS_SHUTDOWN_GRACE_SECONDS's default, like
+    compose's stop_grace_period, and both give the same time."""
+    expected = termination_grace_seconds(Settings())
+    assert expected >= Settings().shutdown_grace_seconds + CLOSE_SECONDS + 1
+    assert termination_grace_seconds(Settings(shutdown_grace_seconds=40.5)) == 46
+    for model in SPEC.models:
+        assert duration_seconds(COMPOSE["services"][model.name]["stop_grace_period"]) == expected
+    for obj, pod in _pod_templates(build(DEPLOY / "model-servers")):
+        assert pod["terminationGracePeriodSeconds"] == expected, describe(obj)
+
+
+def test_rolling_updates_never_go_below_the_replicas():
+    for deployment in _by_kind(build(DEPLOY / "model-servers"), "Deployment"):
+        strategy = deployment["spec"]["strategy"]
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+        assert deployment["spec"]["replicas"] >= 2
+
+
+def test_generated_files_live_below_deploy_kubernetes():
+    paths = [path for path in render(SPEC, REPO) if path.suffix == ".yaml"]
+    assert paths and all(Path("deploy/kubernetes") in path.parents for path in paths)
