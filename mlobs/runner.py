@@ -17,6 +17,7 @@ keeps its slot until it returns, so the limit stays true.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -56,18 +57,11 @@ class ConcurrencyLimit:
         """Requests waiting for a slot."""
         return len(self._waiters)
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free and nobody waits before us."""
-        if self.running < self.slots and not self._waiters:
-            self.running += 1
-            if self.on_change is not None:
-                self.on_change()
-            return True
-        return False
-
     async def acquire(self) -> None:
         """Take a slot, waiting in line if needed; raise Overloaded when the line is full."""
-        if self.try_acquire():
+        if self.running < self.slots and not self._waiters:
+            self.running += 1
+            self._changed()
             return
         if len(self._waiters) >= self.queue:
             raise Overloaded(f"{self.slots} predictions running and {self.queue} waiting")
@@ -80,7 +74,9 @@ class ConcurrencyLimit:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a slot, then cancelled before using it: pass it on
             else:
-                self._waiters.remove(waiter)
+                # A release between the cancellation and now has already dropped it.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
                 self._changed()
             raise
 

@@ -147,3 +147,22 @@ def test_a_timeout_inside_the_model_is_the_models_error_not_the_servers_timeout(
             await runner.run(SlowRequest(message="x"))
 
     asyncio.run(scenario())
+
+
+def test_a_waiter_cancelled_and_dropped_by_a_release_before_it_resumes_ends_cancelled():
+    """A timeout cancels a waiter; a prediction finishing in the same loop turn releases its
+    slot and drops the cancelled waiter from the line before the waiter's task resumes."""
+
+    async def scenario() -> tuple[object, int, int]:
+        limit = ConcurrencyLimit(slots=1, queue=1)
+        await limit.acquire()
+        waiting = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        limit.release()  # before `waiting` runs again
+        [outcome] = await asyncio.gather(waiting, return_exceptions=True)
+        return outcome, limit.running, limit.queued
+
+    outcome, running, queued = asyncio.run(scenario())
+    assert isinstance(outcome, asyncio.CancelledError), outcome
+    assert (running, queued) == (0, 0)
