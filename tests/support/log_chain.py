@@ -84,8 +84,13 @@ def _merge(into: dict, added: dict) -> None:
 
 
 def filebeat(line: str) -> dict:
-    """The event Filebeat sends for one line (ndjson parser, target "", overwrite_keys)."""
-    event = _without_nulls(json.loads(line))
+    """The event Filebeat sends for one line (ndjson parser, target "", overwrite_keys,
+    add_error_key), before the input's processors."""
+    try:
+        event = _without_nulls(json.loads(line))
+    except json.JSONDecodeError:
+        # add_error_key: the raw line stays in `message`, the decoding error is added.
+        event = {"message": line, "error": {"message": "not JSON", "type": "json"}}
     _merge(event, {key: value for key, (value, _) in FILEBEAT_FIELDS.items()})
     return event
 
@@ -94,8 +99,12 @@ def _condition(condition: dict, event: dict) -> bool:
     [(kind, body)] = condition.items()
     if kind == "not":
         return not _condition(body, event)
+    if kind == "and":
+        return all(_condition(part, event) for part in body)
     if kind == "equals":
         return all(event.get(field) == value for field, value in body.items())
+    if kind == "has_fields":
+        return all(_get(event, f"[{field.replace('.', '][')}]") is not None for field in body)
     raise NotImplementedError(f"condition {kind}")
 
 

@@ -72,10 +72,7 @@ def k8s_filebeat(line: str) -> dict | None:
     """The event the cluster's Filebeat sends for one stdout line, or None if it drops it: the
     compose event (same ndjson parser) plus the container parser's fields, through the input's
     processors."""
-    try:
-        event = filebeat(line)
-    except json.JSONDecodeError:  # the ndjson parser's add_error_key keeps the raw line
-        event = {"message": line, "error": {"message": "not JSON", "type": "json"}}
+    event = filebeat(line)
     event.update(copy.deepcopy(CONTAINER_FIELDS))
     return filebeat_processors(event, _input()["processors"])
 

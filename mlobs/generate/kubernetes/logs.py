@@ -38,6 +38,7 @@ from mlobs.generate.kubernetes.cluster import (
     KubernetesSetup,
 )
 from mlobs.generate.kubernetes.sources import RepoSources, SourceError
+from mlobs.logs import INFERENCE
 from mlobs.spec import Spec
 
 ELASTIC_LABELS = {**pods.PART_OF}
@@ -221,9 +222,11 @@ def filebeat_config(setup: KubernetesSetup, sources: RepoSources) -> dict[str, A
             {"container": {"stream": "stdout", "format": "auto"}},
             *compose_input["parsers"],
         ],
-        # Compose's (only inference events), then away with what the container parser adds.
+        # Only inference events: unlike compose's file, stdout also carries whatever a model
+        # prints, which does not belong in the inference data stream even when it is not JSON.
+        # Then away with what the container parser adds.
         "processors": [
-            *compose_input["processors"],
+            {"drop_event": {"when": {"not": {"equals": {"message": INFERENCE}}}}},
             {"drop_fields": {"fields": list(CONTAINER_PARSER_FIELDS), "ignore_missing": True}},
         ],
     }
