@@ -4,7 +4,6 @@ import hashlib
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlobs.drift import DriftMonitor
+from mlobs.drift.report import drift_json
 from mlobs.errors import (
     error_response,
     http_error_handler,
@@ -242,8 +242,7 @@ def create_app(
     async def drift() -> Response:
         if monitor is None:
             return error_response(404, "no_baseline", "this model has no drift baseline", None)
-        report = asdict(monitor.report())
-        return json_response({"model": model.name, "model_version": model.version, **report})
+        return json_response(drift_json(model.name, model.version, monitor.report()))
 
     if settings.faults_enabled:
         app.include_router(faults_router(faults, settings.admin_token))

@@ -61,7 +61,10 @@ class Baseline:
                 counts = feature_bins.counts(values)
             else:
                 array = _checked_floats(values, f"baseline feature {name!r}")
-                feature_bins, counts = NumericBins.fit_counts(array, bins)
+                try:
+                    feature_bins, counts = NumericBins.fit_counts(array, bins)
+                except ValueError as exc:
+                    raise ValueError(f"baseline feature {name!r}: {exc}") from exc
             proportions = tuple(float(p) for p in counts / counts.sum())
             features[name] = FeatureBaseline(name, feature_bins, proportions, len(values))
         return cls(features)
@@ -84,8 +87,11 @@ class Baseline:
         if not isinstance(data, Mapping) or data.get("format") != BASELINE_FORMAT:
             found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
             raise ValueError(f"not a baseline: format is {found!r}, expected {BASELINE_FORMAT!r}")
+        entries = data.get("features")
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("not a baseline: `features` is not a list of at least one feature")
         features = {}
-        for number, entry in enumerate(data.get("features", [])):
+        for number, entry in enumerate(entries):
             try:
                 feature = _feature_from_dict(entry)
             except KeyError as exc:
@@ -112,15 +118,19 @@ class Baseline:
 
 def _feature_from_dict(entry: Mapping[str, Any]) -> FeatureBaseline:
     if entry["kind"] == "numeric":
-        bins: Bins = NumericBins(tuple(entry["edges"]), entry["low"], entry["high"])
+        edges = tuple(float(e) for e in entry["edges"])
+        bins: Bins = NumericBins(edges, float(entry["low"]), float(entry["high"]))
     elif entry["kind"] == "categorical":
         bins = CategoricalBins(tuple(entry["categories"]))
     else:
         raise ValueError(f"kind {entry['kind']!r} is neither numeric nor categorical")
-    proportions = tuple(entry["proportions"])
+    proportions = tuple(float(p) for p in entry["proportions"])
     if len(proportions) != bins.size:
         raise ValueError(
             f"baseline feature {entry['name']!r}: "
             f"{len(proportions)} proportions for {bins.size} bins"
         )
-    return FeatureBaseline(entry["name"], bins, proportions, entry["count"])
+    count = int(entry["count"])
+    if count < 1:  # the critical value of PSI divides by it
+        raise ValueError(f"baseline feature {entry['name']!r}: count {count} is not positive")
+    return FeatureBaseline(entry["name"], bins, proportions, count)

@@ -18,10 +18,16 @@ from pathlib import Path
 
 from mlobs.drift.baseline import PREDICTION_FEATURE, Baseline
 from mlobs.drift.bins import MAX_CATEGORIES
-from mlobs.drift.files import InputError, read_table, table_format, write_atomically
+from mlobs.drift.files import (
+    InputError,
+    cannot_read,
+    read_table,
+    table_format,
+    write_atomically,
+)
 from mlobs.drift.monitor import DEFAULT_PSI_THRESHOLD
 from mlobs.drift.offline import LogDrift, log_drift
-from mlobs.drift.report import FeatureDrift
+from mlobs.drift.report import FeatureDrift, drift_json
 
 PROG = "python -m mlobs.drift"
 _COLUMNS = (
@@ -154,21 +160,20 @@ def _names(options: list[str]) -> list[str]:
 
 def _fit(args: argparse.Namespace) -> None:
     numeric, categorical = _names(args.numeric), _names(args.categorical)
+    prediction = [] if args.prediction is None else [args.prediction]
+    text_columns = list(dict.fromkeys([*categorical, *prediction]))
+    for column in text_columns:
+        if column in numeric:
+            raise InputError(f"column {column!r} is chosen as numeric and as categorical")
     # Feature name -> column: the prediction column becomes feature `prediction`.
     features = {name: name for name in [*numeric, *categorical]}
     if args.prediction is not None:
         if PREDICTION_FEATURE in features:
             raise InputError(f"feature {PREDICTION_FEATURE!r} is chosen twice (with --prediction)")
         features[PREDICTION_FEATURE] = args.prediction
-    text_columns = {features[name] for name in features if name not in numeric}
-    both = text_columns & set(numeric)
-    if both:
-        raise InputError(f"column {sorted(both)[0]!r} is chosen as numeric and as categorical")
     if not features:
         raise InputError("choose columns with --numeric, --categorical or --prediction")
-    table = read_table(
-        args.table, numeric, sorted(text_columns), args.format or table_format(args.table)
-    )
+    table = read_table(args.table, numeric, text_columns, args.format or table_format(args.table))
     samples = {name: table[column] for name, column in features.items()}
     kinds = set(features) - set(numeric)
     try:
@@ -187,7 +192,7 @@ def _report(args: argparse.Namespace) -> None:
     try:
         baseline = Baseline.load(args.baseline)
     except OSError as exc:
-        raise InputError(f"cannot read {args.baseline}: {exc.strerror or exc}") from exc
+        raise cannot_read(args.baseline, exc) from exc
     except ValueError as exc:  # names the file
         raise InputError(str(exc)) from exc
     drift = log_drift(
@@ -203,7 +208,7 @@ def _report(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     text = (
-        json.dumps(drift.as_dict(), indent=2) + "\n"
+        json.dumps(drift_json(drift.model, drift.model_version, drift.report), indent=2) + "\n"
         if args.json
         else format_report(drift, per_bin=args.per_bin)
     )

@@ -10,6 +10,7 @@ import csv
 import os
 import secrets
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -48,9 +49,30 @@ def table_format(path: Path) -> TableFormat:
     return "jsonl" if path.suffix.lower() in JSON_LINES_SUFFIXES else "csv"
 
 
+def cannot_read(path: Path, exc: OSError) -> InputError:
+    """The error for a file that cannot be opened or read."""
+    return InputError(f"cannot read {path}: {exc.strerror or exc}")
+
+
+@contextmanager
+def _reading(path: Path, *, text: bool) -> Iterator[IO[Any]]:
+    """`path` open for reading; InputError naming it when opening or reading fails, or when its
+    text is not UTF-8."""
+    try:
+        # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark.
+        with open(path, encoding="utf-8-sig", newline="") if text else open(path, "rb") as file:
+            yield file
+    except OSError as exc:
+        raise cannot_read(path, exc) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
 def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Line number and object of each non-blank line of a JSON-lines file."""
-    with _open(path, text=False) as file:
+    """Line number and object of each non-blank line of a JSON-lines file; InputError naming the
+    file (and line) when it is unreadable, has no such line, or a line is not a JSON object."""
+    empty = True
+    with _reading(path, text=False) as file:
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
@@ -60,18 +82,10 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise InputError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
             if not isinstance(value, dict):
                 raise InputError(f"{path} line {number}: not a JSON object")
+            empty = False
             yield number, value
-
-
-def _open(path: Path, *, text: bool) -> IO[Any]:
-    """Open `path` for reading; InputError naming it when that fails."""
-    try:
-        if text:
-            # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark.
-            return open(path, encoding="utf-8-sig", newline="")
-        return open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if empty:
+        raise InputError(f"{path} is empty")
 
 
 def read_table(
@@ -88,12 +102,7 @@ def read_table(
     """
     columns = [_Column(name, name in numeric) for name in (*numeric, *categorical)]
     read = _read_csv if table_format == "csv" else _read_json_lines
-    try:
-        rows = read(path, columns)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except OSError as exc:  # a failure while reading, after the file opened
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    rows = read(path, columns)
     if rows == 0:
         raise InputError(f"{path} has no data rows")
     return {column.name: column.values for column in columns}
@@ -135,7 +144,7 @@ def _no_column(path: Path, name: str, found: Sequence[str]) -> InputError:
 
 def _read_csv(path: Path, columns: Sequence[_Column]) -> int:
     """Fill `columns` from a CSV file with a header line; the number of data rows."""
-    with _open(path, text=True) as file:
+    with _reading(path, text=True) as file:
         reader = csv.reader(file, strict=True)  # an unterminated quote is an error
         try:
             header = next(reader, None)
@@ -171,8 +180,6 @@ def _read_json_lines(path: Path, columns: Sequence[_Column]) -> int:
         for column in columns:
             column.add(row.get(column.name), path, number)
         rows += 1
-    if rows == 0:
-        raise InputError(f"{path} is empty")
     for column in columns:
         if column.name not in keys:
             raise _no_column(path, column.name, sorted(keys))

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Protocol
@@ -76,26 +76,6 @@ def _given_or(given: list[Value], fallback: list[Value]) -> list[Value]:
     if None not in given:
         return given
     return [f if g is None else g for g, f in zip(given, fallback, strict=True)]
-
-
-def _tally_requests(
-    baseline: Baseline, requests: list[Mapping[str, Value]], predictions: list[Value]
-) -> Iterator[tuple[str, np.ndarray, int]]:
-    """Per baseline feature: the bin counts of many requests' values and how many are out of
-    range (numbers) or unseen (categories).
-
-    A feature absent from a request counts as missing. `predictions` (one per request, None where
-    not given) are the values of feature `prediction`, else `requests[i]["prediction"]` is.
-    """
-    for name, feature in baseline.features.items():
-        if feature.kind == "numeric":
-            column: list[Value] | np.ndarray = _numeric_column(requests, name)
-        else:
-            column = _column(requests, name)
-            if name == PREDICTION_FEATURE:
-                column = _given_or(predictions, column)
-        counts, outside = feature.bins.tally(column)
-        yield name, counts, outside
 
 
 class DriftMonitor:
@@ -190,7 +170,14 @@ class DriftMonitor:
         if not queue:
             return
         self._queue, self._predictions = [], []
-        for name, counts, outside in _tally_requests(self.baseline, queue, predictions):
+        for name, feature in self.baseline.features.items():
+            if feature.kind == "numeric":
+                column: list[Value] | np.ndarray = _numeric_column(queue, name)
+            else:
+                column = _column(queue, name)
+                if name == PREDICTION_FEATURE:  # the predictions given, else the queued values'
+                    column = _given_or(predictions, column)
+            counts, outside = feature.bins.tally(column)
             self._totals.counts[name] += counts
             self._totals.out_of_range[name] += outside
             if self.export is not None:

@@ -4,7 +4,8 @@ bin counts of a window of live values."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -98,3 +99,9 @@ def drift_report(
         for name, f in baseline.features.items()
     ]
     return DriftReport(window_seconds, psi_threshold, features)
+
+
+def drift_json(model: str, model_version: str, report: DriftReport) -> dict[str, Any]:
+    """The JSON of GET /drift (and of `python -m mlobs.drift report --json`): the model, its
+    version and the report's fields."""
+    return {"model": model, "model_version": model_version, **asdict(report)}

@@ -30,9 +30,9 @@ def psi(
     proportions are floored at 1e-4 without renormalising; PSI = sum((a - e) * ln(a / e)).
     Raises ValueError when either input is empty or has no finite value.
 
-    One sort of `expected` gives its quantiles and its counts; `actual` is counted with one
-    comparison pass per edge. Faster than the np.histogram recipe, which sorts both inputs
-    (benchmarks/drift.py).
+    One sort of `expected` gives its quantiles and its counts; a large `actual` is counted with
+    one comparison pass per edge, a small one with a binary search per value. Faster than the
+    np.histogram recipe, which sorts both inputs (benchmarks/drift.py).
     """
     expected_all = _checked_floats(expected, "expected")
     actual_all = _checked_floats(actual, "actual")

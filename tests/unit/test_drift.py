@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from mlobs.drift import (
     psi_critical_value,
     psi_from_counts,
 )
+from mlobs.drift import bins as bins_module
 from mlobs.drift.bins import _counts_by_comparison, _counts_by_search
 
 
@@ -377,15 +379,29 @@ def test_psi_equals_the_reference_computation(expected, actual):
     assert psi(expected, actual) == reference
 
 
-def test_large_batches_take_the_comparison_path_with_the_same_counts():
+def test_counts_take_the_comparison_path_for_batches_large_for_their_edges(monkeypatch):
+    compared: list[tuple[int, int]] = []  # (edges, values) of each count by comparison
+
+    def comparison(edges: np.ndarray, array: np.ndarray) -> np.ndarray:
+        compared.append((edges.size, array.size))
+        return _counts_by_comparison(edges, array)
+
+    monkeypatch.setattr(bins_module, "_counts_by_comparison", comparison)
     rng = np.random.default_rng(4)
     values = rng.normal(size=20_000)
     values[rng.integers(0, 20_000, 500)] = np.nan
     values[:3] = [math.inf, -math.inf, 0.5]
     bins = NumericBins(edges=(-1.0, 0.0, 0.5, 1.0), low=-3.0, high=3.0)
     in_small_batches = sum(bins.counts(batch) for batch in np.array_split(values, 200))
+    assert compared == []  # batches of 100: a binary search per value
     assert bins.counts(values).tolist() == in_small_batches.tolist()
+    assert compared == [(4, 20_000)]
     assert bins.counts(values).tolist() == _reference_counts(list(bins.edges), values.tolist())
+    # Many edges need more values: each adds a pass.
+    many = NumericBins(edges=tuple(np.linspace(-2, 2, 127)), low=-3.0, high=3.0)
+    many.counts(values[:4096])
+    many.counts(values[:6000])
+    assert compared[2:] == [(127, 6000)]
 
 
 def test_a_baseline_with_edges_out_of_order_is_refused(tmp_path):
@@ -403,3 +419,12 @@ def test_columns_named_categorical_are_categories_even_when_numbers():
     baseline = Baseline.fit({"grade": [1, 2, 2, 3], "x": [1, 2, 2, 3]}, categorical=["grade"])
     assert baseline.features["grade"].bins.labels == ["2", "1", "3", OTHER_CATEGORY, "__missing__"]
     assert baseline.features["x"].kind == "numeric"
+
+
+def test_numbers_too_far_apart_to_bin_are_refused_naming_the_feature():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning: a stray line on stderr
+        with pytest.raises(
+            ValueError, match=r"baseline feature 'x': values span more than 1\.8e308"
+        ):
+            Baseline.fit({"x": [-1.7e308, 1.7e308]})

@@ -19,11 +19,8 @@ import numpy as np
 import orjson
 import pytest
 
-from mlobs.drift import (
-    Baseline,
-    DriftMonitor,
-    psi_from_counts,
-)
+from mlobs.drift import Baseline, NumericBins, psi_from_counts
+from mlobs.drift.baseline import FeatureBaseline
 from mlobs.drift.cli import main
 from services.anomaly_detector.data import FEATURES, simulate_normal
 from services.anomaly_detector.model import LABELS, AnomalyDetector
@@ -87,9 +84,10 @@ def test_fit_from_csv_equals_fitting_in_python(tmp_path, capsys):
         bins=8,
         categorical={"country", "prediction"},
     )
-    assert Baseline.load(output) == expected
-    assert len(expected.features["age"].bins.edges) == 7
-    assert expected.features["age"].proportions[-1] > 0  # the empty cells: missing
+    fitted = Baseline.load(output)
+    assert fitted == expected
+    assert len(fitted.features["age"].bins.edges) == 7
+    assert fitted.features["age"].proportions[-1] > 0  # the empty cells: missing
 
 
 def test_fit_from_json_lines_takes_nulls_and_absent_keys_as_missing(tmp_path, capsys):
@@ -180,7 +178,22 @@ def _event(features: dict | None, prediction: str | None, **fields) -> dict:
     }
 
 
-def test_the_offline_report_counts_as_the_monitor_does(tmp_path, capsys):
+def _binned_one_by_one(feature: FeatureBaseline, values: list) -> tuple[np.ndarray, int]:
+    """Bin counts and out-of-range count, value by value, as the report should count them."""
+    counts = np.zeros(feature.bins.size)
+    outside = 0
+    for value in values:
+        if isinstance(feature.bins, NumericBins):
+            number = value if isinstance(value, float) else math.nan  # None, a word: missing
+            counts[feature.bins.index(number)] += 1
+            outside += number < feature.bins.low or number > feature.bins.high
+        else:
+            counts[feature.bins.index(value)] += 1
+            outside += value is not None and value not in feature.bins.categories
+    return counts, outside
+
+
+def test_the_offline_report_counts_every_counted_line_value_by_value(tmp_path, capsys):
     rng = np.random.default_rng(9)
     baseline = Baseline.fit(
         {"x": rng.normal(size=1000).tolist(), "prediction": ["yes"] * 700 + ["no"] * 300}
@@ -190,6 +203,7 @@ def test_the_offline_report_counts_as_the_monitor_does(tmp_path, capsys):
     values: list[dict] = [{"x": float(v)} for v in rng.normal(0.5, 2.0, 400)]
     values += [{}, {"x": None}, {"x": "n/a"}]  # absent, null (NaN is logged as null), a word
     labels = rng.choice(["yes", "no", "maybe"], len(values)).tolist()
+    labels[:2] = [None, None]  # no prediction logged: missing
     counted = [
         _event(v, p, timestamp=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z")
         for i, (v, p) in enumerate(zip(values, labels, strict=True))
@@ -210,30 +224,19 @@ def test_the_offline_report_counts_as_the_monitor_does(tmp_path, capsys):
     )  # fmt: skip
     assert (code, err) == (0, "")
     report = json.loads(out)
-
-    monitor = DriftMonitor(baseline, window_seconds=3600)
-    for v, p in zip(values, labels, strict=True):
-        monitor.observe(v, p)
-    direct = {f.feature: f for f in monitor.report().features}
     assert report["window_seconds"] == len(values) - 1  # one line a second
     assert (report["model"], report["model_version"]) == ("m", "1")
-    for feature in report["features"]:
-        expected = direct[feature["feature"]]
-        assert feature["count"] == expected.count == len(values)
-        assert feature["missing"] == expected.missing
-        for statistic in ("psi", "ks", "js", "critical_value", "out_of_range_share"):
-            assert feature[statistic] == pytest.approx(getattr(expected, statistic), abs=1e-9)
-    # Independently of the monitor: x binned value by value, PSI from those counts.
-    x_bins = baseline.features["x"].bins
-    x_counts = np.zeros(x_bins.size)
-    for v in values:
-        x = v.get("x")
-        x_counts[x_bins.index(x if isinstance(x, float) else math.nan)] += 1
-    x_report = next(f for f in report["features"] if f["feature"] == "x")
-    assert x_report["missing"] == 3
-    expected_psi = psi_from_counts(np.array(baseline.features["x"].proportions), x_counts)
-    assert x_report["psi"] == pytest.approx(expected_psi, abs=1e-9)
-    assert [b["current"] for b in x_report["bins"]] == pytest.approx(x_counts / len(values))
+    by_feature = {f["feature"]: f for f in report["features"]}
+    logged = {"x": [v.get("x") for v in values], "prediction": labels}
+    for name, feature in baseline.features.items():
+        counts, outside = _binned_one_by_one(feature, logged[name])
+        drift = by_feature[name]
+        assert drift["count"] == len(values)
+        assert drift["missing"] == counts[-1] == (3 if name == "x" else 2)
+        assert drift["out_of_range_share"] == pytest.approx(outside / (len(values) - counts[-1]))
+        assert [b["current"] for b in drift["bins"]] == pytest.approx(counts / len(values))
+        expected_psi = psi_from_counts(np.array(feature.proportions), counts)
+        assert drift["psi"] == pytest.approx(expected_psi, abs=1e-9)
 
 
 def test_a_log_of_several_model_versions_needs_a_choice(tmp_path, capsys):
@@ -369,6 +372,18 @@ FIT_CASES = {
         ["--numeric", "a", "--prediction", "a"],
         "column 'a' is chosen as numeric and as categorical",
     ),
+    "a column numeric and categorical": (
+        "t.csv",
+        b"a\n1\n",
+        ["--numeric", "a", "--categorical", "a"],
+        "column 'a' is chosen as numeric and as categorical",
+    ),
+    "numbers too far apart to bin": (
+        "t.csv",
+        b"a\n-1.7e308\n1.7e308\n",
+        ["--numeric", "a"],
+        "t.csv: baseline feature 'a': values span more than 1.8e308",
+    ),
 }
 
 
@@ -379,6 +394,7 @@ def _assert_one_line_error(code: int, out: str, err: str, message: str) -> None:
     assert message in err
 
 
+@pytest.mark.filterwarnings("error")  # a warning would be a line of its own on stderr
 @pytest.mark.parametrize("case", FIT_CASES.values(), ids=FIT_CASES.keys())
 def test_bad_training_files_are_refused_clearly(tmp_path, capsys, monkeypatch, case):
     name, content, options, message = case
@@ -423,6 +439,14 @@ REPORT_CASES = {
         orjson.dumps(_event({}, "a", timestamp="yesterday")) + b"\n",
         "inference.log line 1: timestamp 'yesterday' is not ISO 8601",
     ),
+    "a feature value not a scalar": (
+        orjson.dumps(_event({"x": 1.0}, "a")) + b"\n" + orjson.dumps(_event({"x": [1.0]}, "a")),
+        "inference.log line 2: feature 'x' is an array, not a number, a string or null",
+    ),
+    "a prediction not a scalar": (
+        orjson.dumps(_event({"x": 1.0}, {"label": "a"})) + b"\n",
+        "inference.log line 1: `prediction` is an object, not a number, a string or null",
+    ),
 }
 
 
@@ -437,6 +461,15 @@ def test_bad_logs_are_refused_clearly(tmp_path, capsys, monkeypatch, case):
     assert not (tmp_path / "report.txt").exists()
 
 
+def _baseline_file(features: object = None, **changes: object) -> bytes:
+    """A baseline file of feature x, its feature entry changed, or `features` instead."""
+    data = Baseline.fit({"x": [1.0, 2.0, 3.0]}).to_dict()
+    data["features"][0] |= changes
+    if features is not None:
+        data["features"] = features
+    return json.dumps(data).encode()
+
+
 BASELINE_CASES = {
     "absent": (None, "cannot read baseline.json: No such file or directory"),
     "not JSON": (b"{", "baseline.json: not JSON"),
@@ -444,6 +477,30 @@ BASELINE_CASES = {
     "a key missing": (
         b'{"format": "mlobs.baseline/v1", "features": [{"name": "x", "kind": "numeric"}]}',
         "baseline.json: not a baseline: feature entry 0 has no 'edges'",
+    ),
+    "no features": (
+        b'{"format": "mlobs.baseline/v1"}',
+        "baseline.json: not a baseline: `features` is not a list of at least one feature",
+    ),
+    "empty features": (
+        _baseline_file(features=[]),
+        "baseline.json: not a baseline: `features` is not a list of at least one feature",
+    ),
+    "count not a number": (
+        _baseline_file(count="x"),
+        "baseline.json: not a baseline: feature entry 0: invalid literal for int()",
+    ),
+    "count zero": (
+        _baseline_file(count=0),
+        "baseline.json: not a baseline: feature entry 0: baseline feature 'x': count 0 is not",
+    ),
+    "a proportion not a number": (
+        _baseline_file(proportions=[0.5, 0.5, "x"]),
+        "baseline.json: not a baseline: feature entry 0: could not convert string to float: 'x'",
+    ),
+    "low not a number": (
+        _baseline_file(low=None),
+        "baseline.json: not a baseline: feature entry 0: float() argument must be",
     ),
 }
 
@@ -457,6 +514,16 @@ def test_bad_baselines_are_refused_clearly(tmp_path, capsys, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(capsys, "report", "baseline.json", "inference.log")
     _assert_one_line_error(code, out, err, message)
+
+
+def test_unreadable_logs_are_refused_clearly(tmp_path, capsys, monkeypatch):
+    Baseline.fit({"x": [1.0, 2.0, 3.0]}).save(tmp_path / "baseline.json")
+    (tmp_path / "folder.log").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "report", "baseline.json", "absent.log")
+    _assert_one_line_error(code, out, err, "cannot read absent.log: No such file or directory")
+    code, out, err = _run(capsys, "report", "baseline.json", "folder.log")
+    _assert_one_line_error(code, out, err, "cannot read folder.log: Is a directory")
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, capsys, monkeypatch):
