@@ -6,10 +6,12 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlobs.logs import flush_logs
 from mlobs.model import ServedModel
@@ -17,6 +19,8 @@ from mlobs.server import create_app
 from mlobs.settings import Settings
 from services.anomaly_detector.model import AnomalyDetector
 from services.chatbot.model import Chatbot
+from tests.support.http import log_events
+from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_TOOLS = os.environ.get("MLOBS_REQUIRE_TOOLS") == "1"
@@ -72,3 +76,26 @@ def serve(tmp_path: Path) -> ServerFactory:
 @pytest.fixture
 def log_file(tmp_path: Path) -> Path:
     return tmp_path / "inference.log"
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """What both model servers expose after one successful prediction each."""
+
+    series: list[tuple[str, dict[str, str]]]  # every sample of their /metrics: (name, labels)
+    events: list[dict]  # their inference log events
+
+
+@pytest.fixture(scope="session")
+def exposed(tmp_path_factory, anomaly_model, chatbot_model) -> Exposed:
+    """Both model servers, started once for the session: one prediction each, then /metrics."""
+    log_file = tmp_path_factory.mktemp("exposed") / "inference.log"
+    series: list[tuple[str, dict[str, str]]] = []
+    for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
+        app = create_app(model, Settings(log_file=log_file))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.post("/predict", json=body).status_code == 200
+            text = client.get("/metrics").text
+        families = text_string_to_metric_families(text)
+        series += [(s.name, s.labels) for family in families for s in family.samples]
+    return Exposed(series, log_events(log_file))

@@ -14,7 +14,7 @@ COMPOSE_FILE = Path("alertmanager/alertmanager.yml")
 # While a server is down or has no target at all, its latency, error and traffic alerts are
 # symptoms, not news.
 SERVER_GONE = ("ModelServerDown", "ModelServerMissing")
-INHIBITED_BY_SERVER_DOWN = ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelNoTraffic")
+INHIBITED_BY_SERVER_GONE = ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelNoTraffic")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def alertmanager_config(spec: Spec, setup: AlertmanagerSetup) -> dict[str, Any]:
         "inhibit_rules": [
             {
                 "source_matchers": [f'alertname=~"{"|".join(SERVER_GONE)}"'],
-                "target_matchers": [f'alertname=~"{"|".join(INHIBITED_BY_SERVER_DOWN)}"'],
+                "target_matchers": [f'alertname=~"{"|".join(INHIBITED_BY_SERVER_GONE)}"'],
                 "equal": ["model"],
             }
         ],

@@ -92,11 +92,6 @@ def absent_targets(spec: Spec) -> str:
     return " or ".join(f'absent(up{{job="{m.name}"}})' for m in spec.models)
 
 
-def missing_targets(spec: Spec) -> str:
-    """absent_targets with the `model` label the alerts carry."""
-    return job_as_model(absent_targets(spec))
-
-
 def targets_up(spec: Spec) -> str:
     """Per model, the number of targets scraped successfully: 0 when every replica is down and
     also when none is left to scrape (always a value for every model of the spec)."""
@@ -232,7 +227,7 @@ def alerts(spec: Spec) -> list[Alert]:
         ),
         Alert(
             "ModelServerMissing",
-            missing_targets(spec),
+            job_as_model(absent_targets(spec)),
             "==",
             1,
             a.server_down.for_,

@@ -34,6 +34,7 @@ from grafana_foundation_sdk.models import heatmap as heatmap_model
 from grafana_foundation_sdk.models import prometheus as prom_model
 
 from mlobs.generate import expressions as x
+from mlobs.generate.kibana_objects import DATA_VIEW_ID
 from mlobs.generate.links import (
     DRIFT_UID,
     ERROR_RATIO_PANEL,
@@ -449,7 +450,7 @@ def kibana_discover_url(spec: Spec) -> str:
     query = quote('model:"${__field.labels.model}"', safe="${}_.:")
     return (
         f"{spec.kibana_url}/app/discover#/?_g=(time:(from:now-1h,to:now))"
-        f"&_a=(dataSource:(dataViewId:'mlobs-inference',type:dataView),"
+        f"&_a=(dataSource:(dataViewId:'{DATA_VIEW_ID}',type:dataView),"
         f"query:(language:kuery,query:'{query}'))"
     )
 

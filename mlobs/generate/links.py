@@ -1,6 +1,8 @@
-"""Which dashboard panel explains which alert: the `dashboard` annotation of the Prometheus alerts
-and the dashboard/panel reference of the Grafana alert rules are both rendered from this table, so
-an alert always leads to the panel that shows its series (a test checks that the panel reads them).
+"""Which dashboard panel explains which alert, rendered into both kinds of alert link: the
+`dashboard` annotation of a Prometheus alert opens the panel's dashboard with the alert's labels as
+its variables (the whole dashboard, not the panel alone); a Grafana alert rule names the
+panel itself (`__dashboardUid__`, `__panelId__`). tests/unit/test_alert_links.py checks that each
+panel named here reads its alert's series.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ DRIFT_UID = "ml-drift"
 
 # Panel titles the links point at (grafana_dashboards uses the same constants).
 LATENCY_PANEL = "Latency p50 / p90 / p99"
-ERROR_RATIO_PANEL = "Server error ratio"
+ERROR_RATIO_PANEL = "5xx ratio (server errors + shed)"
 LOW_CONFIDENCE_PANEL = "Low-confidence share"
 TARGETS_PANEL = "Targets up"
 REQUEST_RATE_PANEL = "Request rate by outcome"

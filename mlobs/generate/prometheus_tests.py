@@ -73,11 +73,6 @@ def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
     return {"series": f"{name}{{{text}}}", "values": values}
 
 
-def bucket_series_label(bound: float) -> str:
-    """The `le` label of a bucket, as prometheus_client writes it (+Inf for the last one)."""
-    return "+Inf" if bound == float("inf") else x.bucket_label(bound)
-
-
 class AlertCheck:
     """Builds the `alert_rule_test` entries of one alert."""
 
@@ -88,12 +83,12 @@ class AlertCheck:
     def silent(self, minute: int) -> dict[str, Any]:
         return {"eval_time": f"{minute}m", "alertname": self.alert.name, "exp_alerts": []}
 
-    def firing(self, minute: int, *labelled: dict[str, str]) -> dict[str, Any]:
-        """The alert fires at `minute` once for each label set of `labelled`."""
+    def firing(self, minute: int, labels: dict[str, str]) -> dict[str, Any]:
+        """The alert fires at `minute`, once, with `labels`."""
         return {
             "eval_time": f"{minute}m",
             "alertname": self.alert.name,
-            "exp_alerts": [self._expected(labels) for labels in labelled],
+            "exp_alerts": [self._expected(labels)],
         }
 
     def _expected(self, labels: dict[str, str]) -> dict[str, Any]:
@@ -136,7 +131,7 @@ def _latency_cases(spec: Spec, check: AlertCheck) -> list[dict]:
             out.append(
                 series(
                     "model_latency_seconds_bucket",
-                    {**labels, "le": bucket_series_label(le)},
+                    {**labels, "le": x.bucket_label(le)},
                     counter(phases),
                 )
             )
@@ -331,7 +326,7 @@ def _low_confidence_cases(spec: Spec, check: AlertCheck) -> list[dict]:
 
     def confidence(phases: Sequence[tuple[int, float]]) -> list[dict]:
         labels = {"model": MODEL, "model_version": "1", "instance": "i1"}
-        le = bucket_series_label(a.confidence_threshold)
+        le = x.bucket_label(a.confidence_threshold)
         return [
             series(
                 "model_confidence_bucket",
@@ -554,11 +549,11 @@ def _traffic_recording_case(spec: Spec) -> dict:
             input_series.append(
                 series(
                     "model_latency_seconds_bucket",
-                    {**labels, "le": bucket_series_label(le)},
+                    {**labels, "le": x.bucket_label(le)},
                     counter([Phase(minute, share * total)]),
                 )
             )
-        le = bucket_series_label(spec.alerts.low_confidence.confidence_threshold)
+        le = x.bucket_label(spec.alerts.low_confidence.confidence_threshold)
         input_series += [
             series(
                 "model_confidence_bucket",

@@ -37,8 +37,7 @@ PANELS = {
 
 
 def _traffic_case() -> dict:
-    """The recording-rule test with request outcomes, latency and confidence, plus the model_info
-    series the dashboard's variables list their options from."""
+    """The recording-rule test with request outcomes, latency and confidence."""
     tests = yaml.safe_load((REPO / "prometheus/tests/recording.test.yml").read_text())["tests"]
     return next(
         t

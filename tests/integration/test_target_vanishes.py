@@ -55,8 +55,8 @@ class Discovered:
         assert response.status_code == 200, response.text
         return response.json()["data"]["result"]
 
-    def alerts(self, name: str, state: str = "firing") -> list[dict]:
-        return self.query(f'ALERTS{{alertname="{name}", alertstate="{state}"}}')
+    def firing(self, name: str) -> list[dict]:
+        return self.query(f'ALERTS{{alertname="{name}", alertstate="firing"}}')
 
 
 @pytest.fixture
@@ -105,11 +105,11 @@ def test_a_vanished_target_fires_model_server_missing_not_down(prometheus):
         return {r["metric"]["job"] for r in up} == {m.name for m in SPEC.models}
 
     wait_for("every model's target scraped", every_model_up)
-    wait_for("no ModelServerMissing at start", lambda: not prometheus.alerts("ModelServerMissing"))
+    wait_for("no ModelServerMissing at start", lambda: not prometheus.firing("ModelServerMissing"))
 
     prometheus.targets(GONE, present=False)
     [alert] = wait_for(
-        f"ModelServerMissing firing for {GONE}", lambda: prometheus.alerts("ModelServerMissing")
+        f"ModelServerMissing firing for {GONE}", lambda: prometheus.firing("ModelServerMissing")
     )
     assert alert["metric"]["model"] == GONE and alert["metric"]["severity"] == "critical"
     # The premise: the series is gone, it never reads 0, so the down alert never even pends.

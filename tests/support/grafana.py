@@ -1,15 +1,16 @@
 """Reading the generated Grafana files, and interpolating panel queries the way Grafana 12.2 does.
 
-Grafana replaces `$var`, `${var}` and `${var:format}` in a query with the variable's current
-value, formatted per datasource. The rules below follow Grafana's source (read, not copied):
-- which value a variable starts with: grafana/grafana v12.2.x
+Grafana replaces `$var` and `${var:format}` in a query with the variable's value, formatted per
+datasource. Only what the generated dashboards use is reproduced, following Grafana's source
+(read, not copied):
+- the value a variable starts with: grafana/grafana v12.2.x
   public/app/features/dashboard-scene/utils/variables.ts (createSceneVariableFromVariableModel)
   builds each query variable with `defaultToAll: Boolean(variable.includeAll)`; grafana/scenes
   (v6.35 read; these parts are the same from v6.10 to v6.42, the releases around Grafana 12.2)
   packages/scenes/src/variables/variants/MultiValueVariable.ts (getStateUpdateGivenNewOptions,
-  getDefaultMultiState/getDefaultSingleState) then picks "All" when that is set, else the current
-  value if it is an option, else the first option; with "All" getValue() returns every option, or
-  a CustomAllValue that is substituted unformatted when the variable has a custom `allValue`.
+  getDefaultMultiState/getDefaultSingleState) then picks "All" when that is set, else the saved
+  current value if it is an option (the generated dashboards save none), else the first option;
+  with "All", getValue() returns every option.
 - the token syntax: grafana/scenes packages/scenes/src/variables/constants.ts (VARIABLE_REGEX) and
   interpolation/sceneInterpolator.ts (an explicit `:format` wins over the datasource's).
 - Prometheus: grafana/grafana packages/grafana-prometheus/src/escaping.ts (interpolateQueryExpr,
@@ -17,9 +18,11 @@ value, formatted per datasource. The rules below follow Grafana's source (read, 
   prometheusSpecialCharsInLabelValues feature toggle is off by default).
 - Elasticsearch: public/app/plugins/datasource/elasticsearch/datasource.ts replaces Lucene
   queries with the `lucene` format; grafana/scenes interpolation/formatRegistry.ts (Lucene
-  formatter, luceneEscape).
-A format or construct not handled here raises, so a new kind of query fails the tests until this
-module learns it, instead of being checked against a guess.
+  formatter of a list of values, luceneEscape).
+A variable setting, format or construct not handled here raises, so a new kind of query fails the
+tests until this module learns it, instead of being checked against a guess. In particular a
+custom all-value (`allValue`) is substituted unescaped into every query (scenes CustomAllValue):
+`.*` once became the Lucene `model:.*`, which matches nothing.
 """
 
 from __future__ import annotations
@@ -36,21 +39,18 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, REQUIRE_TOOLS
+from tests.support.promql import matcher_selects, raw_metric_names
 
 DASHBOARDS = sorted((REPO / "grafana/dashboards").glob("*.json"))
 ALERTING = REPO / "grafana/provisioning/alerting"
 DATASOURCES = REPO / "grafana/provisioning/datasources/datasources.yml"
 # Grafana's built-in interval variables: plain durations, substituted as they are.
 BUILTINS = {"__rate_interval": "1m", "__range": "1h", "__interval": "1m"}
-ALL = "$__all"
-# grafana/scenes VARIABLE_REGEX: $var | [[var:fmt]] | ${var.fieldPath:fmt}
-_VARIABLE = re.compile(
-    r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^\}]+))?(?::([^\}]+))?\}"
-)
-_LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)$")
-_JS_NUMBER = re.compile(
-    r"^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?Infinity|0[xX][0-9a-fA-F]+)?\s*$"
-)
+# The forms of grafana/scenes VARIABLE_REGEX the dashboards use: $var and ${var:fmt}.
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::(\w+))?\}")
+_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+# JavaScript's isNaN(+value) === false, for the decimal numbers a label value can hold.
+_JS_NUMBER = re.compile(r"^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)?\s*$")
 _LUCENE_SPECIAL = re.compile(r'([!*+\-=<>\s&|()\[\]{}^~?:\\/"])')
 _REGEX_SPECIAL = re.compile(r"[$^*{}\[\]+?.()|]")
 
@@ -75,27 +75,23 @@ class Variable:
     query: str  # label_values(<selector>, <label>)
     multi: bool
     include_all: bool
-    all_value: str | None
-    current: str | list[str] | None
     sort: int
 
     @classmethod
     def from_json(cls, data: dict) -> Variable:
-        query = data["query"]
-        if isinstance(query, dict):  # newer save models wrap the query in an object
-            query = query["query"]
+        for key in ("allValue", "current"):
+            if data.get(key):  # "" and {} mean none, as in Grafana
+                raise NotImplementedError(f"variable {data['name']}: {key} {data[key]!r}")
         return cls(
             name=data["name"],
-            query=query,
+            query=data["query"],
             multi=bool(data.get("multi")),
             include_all=bool(data.get("includeAll")),
-            all_value=data.get("allValue") or None,  # "" means none, as in Grafana
-            current=(data.get("current") or {}).get("value"),
             sort=data.get("sort", 0),
         )
 
-    def label_values(self) -> tuple[str | None, str]:
-        """The selector (None: every series) and the label of the `label_values` query."""
+    def label_values(self) -> tuple[str, str]:
+        """The selector and the label of the `label_values` query."""
         match = _LABEL_VALUES.match(self.query.strip())
         if not match:
             raise NotImplementedError(f"variable {self.name}: unsupported query {self.query!r}")
@@ -104,76 +100,46 @@ class Variable:
 
 @dataclass(frozen=True)
 class Selection:
-    """What a variable holds: some of its options, or "All" (every option)."""
+    """What a variable holds: "All" (every option) or one option."""
 
     variable: Variable
     options: tuple[str, ...]
-    values: tuple[str, ...]
     all: bool
 
-    def value(self) -> str | list[str] | CustomAll:
+    @property
+    def values(self) -> tuple[str, ...]:
+        return self.options if self.all else self.options[:1]
+
+    def value(self) -> str | list[str]:
         """What the variable hands to a formatter (scenes MultiValueVariable.getValue)."""
-        if self.all:
-            if self.variable.all_value:
-                return CustomAll(self.variable.all_value)
-            return list(self.options)
-        if self.variable.multi:
+        if self.all or self.variable.multi:
             return list(self.values)
         return self.values[0] if self.values else ""
 
 
-@dataclass(frozen=True)
-class CustomAll:
-    """A custom all-value: substituted as it is, whatever the format."""
-
-    text: str
-
-
 Labels = Mapping[str, str]
-OptionsLookup = Callable[[str | None, str], Sequence[str]]
-
-
-def matcher_selects(matcher: promql_parser.Matcher, value: str | None) -> bool:
-    """Whether a PromQL label matcher accepts a label value (None: the label is missing).
-    Prometheus regexes are fully anchored RE2; Python's re agrees on the syntax used here."""
-    value = value or ""
-    op = str(matcher.op)
-    if op.endswith("NotRe"):
-        return re.fullmatch(matcher.value, value) is None
-    if op.endswith("Re"):
-        return re.fullmatch(matcher.value, value) is not None
-    if op.endswith("NotEqual"):
-        return value != matcher.value
-    return value == matcher.value
+OptionsLookup = Callable[[str, str], Sequence[str]]
 
 
 def series_lookup(
-    series: Sequence[tuple[str, Labels]], recorded: Mapping[str, set[str]]
+    series: Sequence[tuple[str, Labels]], recorded: Mapping[str, str]
 ) -> OptionsLookup:
     """label_values over a list of (metric name, labels), e.g. a real server's /metrics.
-    A recorded series (`recorded`: record -> the metric names its rule reads) is looked up in
-    the series it is computed from, as those carry its labels."""
+    A recorded series (`recorded`: record -> its rule's expression) is looked up in the series it
+    is computed from, as those carry its labels."""
 
-    def sources(name: str) -> set[str]:
-        if name not in recorded:
-            return {name}
-        return set().union(*(sources(n) for n in recorded[name]))
-
-    def lookup(selector: str | None, label: str) -> list[str]:
-        if selector is None:
-            chosen = series
-        else:
-            node = promql_parser.parse(selector)
-            if not isinstance(node, promql_parser.VectorSelector):
-                raise NotImplementedError(f"label_values over {selector!r}")
-            names = sources(node.name)
-            matchers = [m for m in node.matchers.matchers if m.name != "__name__"]
-            chosen = [
-                (n, labels)
-                for n, labels in series
-                if n in names and all(matcher_selects(m, labels.get(m.name)) for m in matchers)
-            ]
-        return sorted({labels[label] for _, labels in chosen if label in labels})
+    def lookup(selector: str, label: str) -> list[str]:
+        node = promql_parser.parse(selector)
+        if not isinstance(node, promql_parser.VectorSelector):
+            raise NotImplementedError(f"label_values over {selector!r}")
+        names = raw_metric_names(node.name, recorded)
+        matchers = [m for m in node.matchers.matchers if m.name != "__name__"]
+        chosen = [
+            labels
+            for name, labels in series
+            if name in names and all(matcher_selects(m, labels.get(m.name)) for m in matchers)
+        ]
+        return sorted({labels[label] for labels in chosen if label in labels})
 
     return lookup
 
@@ -190,36 +156,17 @@ def _sorted_options(variable: Variable, options: Sequence[str]) -> tuple[str, ..
     raise NotImplementedError(f"variable {variable.name}: sort {variable.sort}")
 
 
-def default_selection(variable: Variable, options: Sequence[str]) -> Selection:
-    """The value Grafana 12.2 gives the variable when the dashboard opens without URL values."""
-    options = _sorted_options(variable, dict.fromkeys(options))
-    default_to_all = variable.include_all
-    current = variable.current
-    currents = [] if current is None else current if isinstance(current, list) else [current]
-    if not options:
-        if default_to_all:
-            return Selection(variable, options, (), all=True)
-        return Selection(variable, options, (), all=False)
-    if ALL in currents and variable.include_all:
-        return Selection(variable, options, (), all=True)
-    valid = tuple(v for v in currents if v in options)
-    if valid:
-        return Selection(variable, options, valid if variable.multi else valid[:1], all=False)
-    if default_to_all:
-        return Selection(variable, options, (), all=True)
-    return Selection(variable, options, options[:1], all=False)
-
-
 def default_selections(board: dict, lookup: OptionsLookup) -> dict[str, Selection]:
-    """Every query variable's default, in dashboard order: a variable's query may use the ones
-    before it (`label_values(x{model=~"$model"}, feature)`), interpolated for Prometheus.
+    """The value Grafana 12.2 gives each query variable when the dashboard opens without URL
+    values, in dashboard order: a variable's query may use the ones before it
+    (`label_values(x{model=~"$model"}, feature)`), interpolated for Prometheus.
     `lookup(selector, label)` answers a label_values query (a real Prometheus, or series)."""
     selections: dict[str, Selection] = {}
     for variable in query_variables(board):
         selector, label = variable.label_values()
-        if selector is not None:
-            selector = interpolate(selector, selections, PROMETHEUS)
-        selections[variable.name] = default_selection(variable, lookup(selector, label))
+        found = lookup(interpolate(selector, selections, PROMETHEUS), label)
+        options = _sorted_options(variable, dict.fromkeys(found))
+        selections[variable.name] = Selection(variable, options, all=variable.include_all)
     return selections
 
 
@@ -237,33 +184,28 @@ def _prometheus_regex_escape(value: str) -> str:
 def _prometheus(value: str | list[str], variable: Variable) -> str:
     """grafana-prometheus interpolateQueryExpr, the Prometheus datasource's default format."""
     if not variable.multi and not variable.include_all:
-        if isinstance(value, list):
-            raise NotImplementedError(f"{variable.name}: a list for a single-value variable")
         return _prometheus_regular_escape(value)
-    if isinstance(value, str):
-        return _prometheus_regex_escape(value)
     escaped = [_prometheus_regex_escape(v) for v in value]
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
 def _lucene_escape(value: str) -> str:
-    if _JS_NUMBER.match(value):  # JavaScript's isNaN(+value) === false: numbers stay as they are
+    if _JS_NUMBER.match(value):  # numbers stay as they are
         return value
     return _LUCENE_SPECIAL.sub(r"\\\1", value)
 
 
 def _lucene(value: str | list[str], variable: Variable) -> str:
-    if isinstance(value, str):
-        return _lucene_escape(value)
-    if not value:
-        return "__empty__"
+    """The Lucene format of a non-empty list: `("a" OR "b")`."""
+    if isinstance(value, str) or not value:
+        raise NotImplementedError(f"{variable.name}: Lucene format of {value!r}")
     return "(" + " OR ".join(f'"{_lucene_escape(v)}"' for v in value) + ")"
 
 
 Formatter = Callable[[str | list[str], Variable], str]
-FORMATS: dict[str, Formatter] = {"lucene": _lucene}
 PROMETHEUS = "prometheus"
 ELASTICSEARCH = "elasticsearch"
+LUCENE = "lucene"
 # The format each datasource applies to variables without an explicit one.
 DATASOURCE_FORMATS: dict[str, Formatter] = {PROMETHEUS: _prometheus, ELASTICSEARCH: _lucene}
 
@@ -277,23 +219,16 @@ def interpolate(
     """`text` with every variable replaced as Grafana does for a query of `datasource`."""
 
     def replace(match: re.Match) -> str:
-        name = match.group(1) or match.group(2) or match.group(4)
-        explicit = match.group(3) or match.group(6)
-        if match.group(5):
-            raise NotImplementedError(f"field path in {match.group(0)}")
+        name, explicit = match.group(1) or match.group(2), match.group(3)
         if name in builtins:
             return builtins[name]
         if name not in selections:
             return match.group(0)  # as Grafana: not a variable (e.g. label_replace's "$1")
-        selection = selections[name]
-        value = selection.value()
-        if isinstance(value, CustomAll):
-            return value.text  # scenes CustomAllValue.formatter: unformatted
-        if explicit is None:
-            return DATASOURCE_FORMATS[datasource](value, selection.variable)
-        if explicit not in FORMATS:
+        if explicit not in (None, LUCENE):
             raise NotImplementedError(f"format {explicit!r} in {match.group(0)}")
-        return FORMATS[explicit](value, selection.variable)
+        selection = selections[name]
+        format_ = _lucene if explicit else DATASOURCE_FORMATS[datasource]
+        return format_(selection.value(), selection.variable)
 
     return _VARIABLE.sub(replace, text)
 
@@ -316,6 +251,12 @@ class PanelQuery:
 
     def interpolated(self, selections: Mapping[str, Selection]) -> str:
         return interpolate(self.text, selections, self.datasource)
+
+    @property
+    def template(self) -> str:
+        """The query with only Grafana's interval variables filled in: the dashboard variables
+        stay as they are, inside their label strings, where PromQL still parses."""
+        return interpolate(self.text, {}, self.datasource)
 
 
 def panel_queries(board: dict) -> list[PanelQuery]:

@@ -1,6 +1,7 @@
-"""Every alert links to a dashboard that explains it: the linked dashboard exists, has a panel that
-reads the alert's series (through the recording rules), and receives the alert's labels as its
-variables. ModelFeatureDriftHigh used to link ml-model-health, which has no drift panel."""
+"""Every alert links to a dashboard that explains it: the linked dashboard exists, the panel that
+mlobs.generate.links names for the alert is on it and reads the alert's series (through the
+recording rules), and the dashboard receives the alert's labels as its variables.
+ModelFeatureDriftHigh used to link ml-model-health, which has no drift panel."""
 
 from __future__ import annotations
 
@@ -11,19 +12,14 @@ import pytest
 import yaml
 
 from mlobs.generate.expressions import recording_rules
+from mlobs.generate.links import ALERT_PANELS
 from mlobs.spec import load_spec
 from tests.conftest import REPO
-from tests.support.grafana import PROMETHEUS, alert_rules, interpolate, query_variables
-from tests.support.promql import metric_names
+from tests.support.grafana import PROMETHEUS, alert_rules, panel_queries, query_variables
+from tests.support.promql import raw_metric_names
 
 SPEC = load_spec(REPO / "observability.yaml")
 RECORDED = {r.record: r.expr for r in recording_rules(SPEC)}
-
-
-def _raw_series(promql: str) -> set[str]:
-    """The exported series a query reads, following recorded series to the metrics behind them."""
-    names = metric_names(promql)
-    return set().union(*(_raw_series(RECORDED[n]) if n in RECORDED else {n} for n in names))
 
 
 def _board(uid: str) -> dict:
@@ -32,12 +28,15 @@ def _board(uid: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _panel_series(panel: dict) -> set[str]:
+def _panel_series(board: dict, title: str) -> set[str]:
+    """The exported series the Prometheus queries of the panel with this title read."""
+    queries = [q for q in panel_queries(board) if q.panel == title]
+    assert queries, f"{board['uid']} has no panel {title!r} with queries"
     return {
         name
-        for target in panel.get("targets", [])
-        if target["datasource"]["type"] == PROMETHEUS
-        for name in _raw_series(interpolate(target["expr"], {}, PROMETHEUS))
+        for query in queries
+        if query.datasource == PROMETHEUS
+        for name in raw_metric_names(query.template, RECORDED)
     }
 
 
@@ -58,14 +57,14 @@ def _alert_labels() -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("alert", _prometheus_alerts(), ids=lambda a: a["alert"])
-def test_prometheus_alert_links_a_dashboard_with_its_series_and_labels(alert):
+def test_prometheus_alert_links_a_dashboard_with_its_panel_and_labels(alert):
     url = urlsplit(alert["annotations"]["dashboard"])
     assert f"{url.scheme}://{url.netloc}" == SPEC.grafana_url
     assert url.path.startswith("/d/")
     board = _board(url.path.removeprefix("/d/"))
-    series = _raw_series(alert["expr"])
-    readers = [p["title"] for p in board["panels"] if _panel_series(p) & series]
-    assert readers, f"{board['uid']} has no panel reading {sorted(series)}"
+    series = raw_metric_names(alert["expr"], RECORDED)
+    panel = ALERT_PANELS[alert["alert"]].panel
+    assert _panel_series(board, panel) & series, f"{panel} does not read {sorted(series)}"
     variables = {v.name for v in query_variables(board)}
     fired_with = _alert_labels()[alert["alert"]]
     for key, value in parse_qsl(url.query):
@@ -79,10 +78,9 @@ def test_prometheus_alert_links_a_dashboard_with_its_series_and_labels(alert):
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["title"])
-def test_grafana_rule_links_the_panel_of_its_series_like_the_prometheus_alert(rule):
+def test_grafana_rule_links_the_panel_of_its_series(rule):
     board = _board(rule["annotations"]["__dashboardUid__"])
     [panel] = [p for p in board["panels"] if str(p["id"]) == rule["annotations"]["__panelId__"]]
     query = next(q for q in rule["data"] if q["datasourceUid"] == PROMETHEUS)
-    assert _panel_series(panel) & _raw_series(query["model"]["expr"]), panel["title"]
-    [twin] = [a for a in _prometheus_alerts() if a["alert"] == rule["title"]]
-    assert urlsplit(twin["annotations"]["dashboard"]).path == f"/d/{board['uid']}"
+    series = raw_metric_names(query["model"]["expr"], RECORDED)
+    assert _panel_series(board, panel["title"]) & series, panel["title"]

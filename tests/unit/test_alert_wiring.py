@@ -1,11 +1,11 @@
 """Contracts between the generated configs: scrape jobs, rules, routes and receivers agree."""
 
-import re
-
+import promql_parser
 import yaml
 
 from mlobs.spec import load_spec
 from tests.conftest import REPO
+from tests.support.promql import matcher_selects
 
 SPEC = load_spec(REPO / "observability.yaml")
 
@@ -59,20 +59,8 @@ def test_alertmanager_routes_every_severity_to_alert_sink_and_inhibits_symptoms(
     assert inhibit["equal"] == ["model"]
 
 
-def test_a_vanished_server_is_routed_and_labelled_like_a_down_one():
-    alerts = {a["alert"]: a for a in _alerts()}
-    down, missing = alerts["ModelServerDown"], alerts["ModelServerMissing"]
-    assert missing["labels"] == down["labels"] and missing["for"] == down["for"]
-    assert missing["labels"]["severity"] == SPEC.alerts.server_down.severity
-    assert missing["for"] == SPEC.alerts.server_down.for_
-
-
 def _matcher_selects(matcher: str, label: str, value: str) -> bool:
-    """Whether an Alertmanager matcher such as `alertname=~"A|B"` selects label=value."""
-    match = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher)
-    assert match, matcher
-    name, op, pattern = match.groups()
-    if name != label:
-        return False
-    hit = re.fullmatch(pattern, value) is not None if "~" in op else pattern == value
-    return hit != op.startswith("!")
+    """Whether an Alertmanager matcher such as `alertname=~"A|B"` selects label=value (with a
+    quoted value its syntax is PromQL's label matcher)."""
+    [parsed] = promql_parser.parse(f"{{{matcher}}}").matchers.matchers
+    return parsed.name == label and matcher_selects(parsed, value)

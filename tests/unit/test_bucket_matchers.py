@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlobs.generate.expressions import bucket_label
-from tests.conftest import REPO
-from tests.support.grafana import PROMETHEUS, alert_rules, interpolate, prometheus_queries
-from tests.support.grafana import matcher_selects as selects
-from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
+from mlobs.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
+from tests.conftest import REPO, Exposed
+from tests.support.grafana import PROMETHEUS, alert_rules, prometheus_queries
+from tests.support.promql import matcher_selects, vector_selectors
 
 
 def _client_bucket_labels(bounds: tuple[float, ...]) -> list[str]:
@@ -33,24 +33,19 @@ def _client_bucket_labels(bounds: tuple[float, ...]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(("bound", "text"), [(1.0, "1.0"), (0.25, "0.25"), (0.5, "0.5")])
-def test_bucket_label_is_what_prometheus_client_writes(bound, text):
-    assert bucket_label(bound) == text
-    assert text in _client_bucket_labels((0.25, 0.5, 1.0))
+@pytest.mark.parametrize("bounds", [LATENCY_BUCKETS, CONFIDENCE_BUCKETS])
+def test_bucket_label_is_what_prometheus_client_writes(bounds):
+    expected = [bucket_label(b) for b in (*bounds, float("inf"))]
+    assert expected == _client_bucket_labels(bounds)
 
 
-@pytest.fixture
-def exposed_buckets(serve, anomaly_model, chatbot_model) -> dict[str, set[str]]:
+@pytest.fixture(scope="module")
+def exposed_buckets(exposed: Exposed) -> dict[str, set[str]]:
     """metric name -> the `le` labels real servers expose for it."""
     labels: dict[str, set[str]] = defaultdict(set)
-    for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
-        with serve(model) as client:
-            client.post("/predict", json=body)
-            text = client.get("/metrics").text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if "le" in sample.labels and sample.name.startswith("model_"):
-                    labels[sample.name].add(sample.labels["le"])
+    for name, sample_labels in exposed.series:
+        if "le" in sample_labels and name.startswith("model_"):
+            labels[name].add(sample_labels["le"])
     assert {"model_latency_seconds_bucket", "model_confidence_bucket"} <= set(labels)
     return labels
 
@@ -72,19 +67,17 @@ def _every_query() -> list[tuple[str, str]]:
         for q in r["data"]
         if q["datasourceUid"] == PROMETHEUS
     ]
-    queries += [(q.name, interpolate(q.text, {}, PROMETHEUS)) for q in prometheus_queries()]
+    queries += [(q.name, q.template) for q in prometheus_queries()]
     return queries
 
 
 def _le_matchers(promql: str) -> list[tuple[str, promql_parser.Matcher]]:
-    found: list[tuple[str, promql_parser.Matcher]] = []
-
-    def visit(node) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            found.extend((node.name, m) for m in node.matchers.matchers if m.name == "le")
-
-    promql_parser.walk(promql_parser.parse(promql), visit)
-    return found
+    return [
+        (selector.name, m)
+        for selector in vector_selectors(promql)
+        for m in selector.matchers.matchers
+        if m.name == "le"
+    ]
 
 
 def test_every_le_matcher_selects_a_bucket_the_servers_expose(exposed_buckets):
@@ -92,7 +85,7 @@ def test_every_le_matcher_selects_a_bucket_the_servers_expose(exposed_buckets):
     for name, promql in _every_query():
         for metric, matcher in _le_matchers(promql):
             exposed = exposed_buckets.get(metric, set())
-            assert any(selects(matcher, le) for le in exposed), (
+            assert any(matcher_selects(matcher, le) for le in exposed), (
                 f"{name}: le {matcher.value!r} of {metric}; the servers expose {sorted(exposed)}"
             )
             checked += 1

@@ -10,22 +10,19 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import dashboard as dm
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlobs.generate.expressions import recording_rules
+from mlobs.generate.links import ERROR_RATIO_PANEL, LATENCY_PANEL, LOW_CONFIDENCE_PANEL, PSI_PANEL
 from mlobs.spec import load_spec
 from tests.conftest import REPO
 from tests.support.grafana import (
     DASHBOARDS,
-    PROMETHEUS,
     dashboard,
-    interpolate,
     prometheus_queries,
     query_variables,
     schema_dir,
 )
 from tests.support.promql import metric_names
-from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 SPEC = load_spec(REPO / "observability.yaml")
 # Series Prometheus itself attaches to every target.
@@ -87,52 +84,35 @@ def test_every_panel_has_a_unit_a_unique_id_and_says_it_is_generated():
                 assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
 
 
-def _exported_series(serve, anomaly_model, chatbot_model) -> set[str]:
-    names = set()
-    for model, body in ((anomaly_model, ANOMALY_BODY), (chatbot_model, CHAT_BODY)):
-        with serve(model) as client:
-            client.post("/predict", json=body)
-            text = client.get("/metrics").text
-        names |= {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-    return names
-
-
-def test_queries_read_only_exported_or_recorded_series(serve, anomaly_model, chatbot_model):
+def test_queries_read_only_exported_or_recorded_series(exposed):
     known = (
-        _exported_series(serve, anomaly_model, chatbot_model)
+        {name for name, _ in exposed.series}
         | {r.record for r in recording_rules(SPEC)}
         | PROMETHEUS_SERIES
     )
     queries = prometheus_queries()
     assert len(queries) > 15
     for query in queries:
-        # Variables stay in their label strings; only the interval macros need values to parse.
-        names = metric_names(interpolate(query.text, {}, PROMETHEUS))
+        names = metric_names(query.template)
         assert names, query.text
         assert names <= known, f"{query.panel}: unknown series {names - known}"
 
 
-def test_every_exported_family_is_on_a_dashboard_or_in_a_rule(serve, anomaly_model, chatbot_model):
+def test_every_exported_family_is_on_a_dashboard_or_in_a_rule(exposed):
     """A metric the servers export but nobody graphs or alerts on is invisible to the person on
     call (model_predictions_running/queued belong beside requests in flight)."""
-    read = {
-        name
-        for query in prometheus_queries()
-        for name in metric_names(interpolate(query.text, {}, PROMETHEUS))
-    }
+    read = {name for query in prometheus_queries() for name in metric_names(query.template)}
     read |= {n for r in recording_rules(SPEC) for n in metric_names(r.expr)}
     for path in DASHBOARDS:
         for variable in query_variables(dashboard(path)):
             selector, _ = variable.label_values()
-            read |= metric_names(selector.replace("$", "")) if selector else set()
+            read |= metric_names(selector.replace("$", ""))
 
     def family(name: str) -> str:
         return name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
 
     # Ours, not the process and Python collectors every client exports.
-    exported = {
-        n for n in _exported_series(serve, anomaly_model, chatbot_model) if n.startswith("model_")
-    }
+    exported = {name for name, _ in exposed.series if name.startswith("model_")}
     assert {"model_predictions_running", "model_predictions_queued"} <= exported
     assert {family(n) for n in exported} - {family(n) for n in read} == set()
 
@@ -146,16 +126,10 @@ def _threshold_steps(uid: str, title: str) -> list[float]:
 
 def test_threshold_lines_are_the_alert_thresholds():
     a = SPEC.alerts
-    assert _threshold_steps("ml-model-health", "Server error ratio") == [
-        a.error_rate.threshold_ratio
-    ]
-    assert _threshold_steps("ml-model-health", "Latency p50 / p90 / p99") == [
-        a.latency.threshold_seconds
-    ]
-    assert _threshold_steps("ml-model-health", "Low-confidence share") == [
-        a.low_confidence.max_share
-    ]
-    assert _threshold_steps("ml-drift", "PSI per feature") == [a.drift.psi_threshold]
+    assert _threshold_steps("ml-model-health", ERROR_RATIO_PANEL) == [a.error_rate.threshold_ratio]
+    assert _threshold_steps("ml-model-health", LATENCY_PANEL) == [a.latency.threshold_seconds]
+    assert _threshold_steps("ml-model-health", LOW_CONFIDENCE_PANEL) == [a.low_confidence.max_share]
+    assert _threshold_steps("ml-drift", PSI_PANEL) == [a.drift.psi_threshold]
 
 
 def test_model_panels_link_to_kibana_filtered_by_model():
@@ -169,12 +143,12 @@ def test_model_panels_link_to_kibana_filtered_by_model():
     assert all("${__field.labels.model}" in url for url in links)
 
 
-def test_logs_panel_reads_low_confidence_events_from_elasticsearch():
-    """Which events it selects (at or below the threshold, every model) is checked in
-    test_grafana_interpolation with Grafana's variable interpolation."""
+def test_logs_panel_reads_log_events_from_elasticsearch():
+    """Which events it selects is checked in test_grafana_interpolation (every model, with
+    Grafana's variable interpolation) and test_low_confidence_definition (at or below the
+    threshold)."""
     board = dashboard(REPO / "grafana/dashboards/ml-model-health.json")
     [panel] = [p for p in board["panels"] if p["type"] == "logs"]
     [target] = panel["targets"]
     assert target["datasource"]["uid"] == "elasticsearch"
-    assert f"confidence:<={SPEC.alerts.low_confidence.confidence_threshold:g}" in target["query"]
     assert target["metrics"][0]["type"] == "logs"

@@ -12,10 +12,11 @@ import promql_parser
 import yaml
 
 from mlobs.generate.expressions import alerts
-from mlobs.logs import flush_logs
+from mlobs.generate.kibana_objects import DATA_VIEW_ID
 from mlobs.spec import duration_seconds, load_spec
 from tests.conftest import REPO
 from tests.support.grafana import ALERTING, DATASOURCES, alert_rules
+from tests.support.http import log_events
 from tests.unit.test_server_contract import ANOMALY_BODY, CHAT_BODY
 
 SPEC = load_spec(REPO / "observability.yaml")
@@ -209,9 +210,7 @@ def test_logs_show_a_line_that_differs_between_predictions(
     for model, body in requests:
         with serve(model) as client:
             assert client.post("/predict", json=body).status_code == 200
-    flush_logs()
-    events = [json.loads(line) for line in log_file.read_text().splitlines()]
-    events = [e for e in events if e.get("message") == "inference"]
+    events = log_events(log_file)
     assert len(events) == len(requests)
     lines = [e.get(field) for e in events]
     assert all(isinstance(line, str) and line for line in lines), lines
@@ -223,8 +222,9 @@ def test_logs_show_a_line_that_differs_between_predictions(
 
 def test_exemplar_links_open_the_log_line_of_the_request(serve, anomaly_model):
     """From a latency exemplar to its log line: the label the server puts on exemplars, a
-    provisioned datasource for the internal link, and a Kibana URL (the spec's) that filters a
-    field the Elasticsearch template maps as a keyword."""
+    provisioned datasource for the internal link, and a Kibana URL (the spec's) that opens the
+    data view Kibana's objects define and filters a field the Elasticsearch template maps as a
+    keyword."""
     [prom] = [d for d in _datasources() if d["type"] == "prometheus"]
     destinations = prom["jsonData"]["exemplarTraceIdDestinations"]
     uids = {d["uid"] for d in _datasources()}
@@ -241,6 +241,7 @@ def test_exemplar_links_open_the_log_line_of_the_request(serve, anomaly_model):
     assert set(uids) >= {d["datasourceUid"] for d in internal}
     [kibana] = [d["url"] for d in destinations if "url" in d]
     assert kibana.startswith(f"{SPEC.kibana_url}/app/discover")
+    assert re.findall(r"dataViewId:'([^']*)'", kibana) == [DATA_VIEW_ID]
     # $$ is provisioning's escape: Grafana sees ${__value.raw}, the exemplar's label value.
     field = re.search(r"query:'(\w+):%22\$\$\{__value\.raw\}%22'", kibana)
     assert field is not None and properties[field.group(1)]["type"] == "keyword"
