@@ -17,6 +17,7 @@ from mlobs.generate import (
     prometheus_rules,
     prometheus_tests,
 )
+from mlobs.generate.kubernetes.sources import SourceError
 from mlobs.spec import DEFAULT_SPEC_PATH, Spec, SpecError, load_spec
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rendered = render_all(load_spec(args.spec), args.root)
-    except SpecError as exc:
+    except (SpecError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.check:

@@ -69,7 +69,7 @@ filter {
 output {
   elasticsearch {
     hosts => ["${ELASTICSEARCH_URL:http://elasticsearch:9200}"]
-    user => "${LOGSTASH_WRITER_USER}"
+{ca}    user => "${LOGSTASH_WRITER_USER}"
     password => "${LOGSTASH_WRITER_PASSWORD}"
     data_stream => "true"
     data_stream_type => "logs"
@@ -83,13 +83,22 @@ output {
 """
 
 
-def render(spec: Spec) -> dict[Path, str]:
-    """The pipeline, with the spec's low-confidence threshold."""
+def render(spec: Spec, ca_file: str | None = None) -> dict[Path, str]:
+    """The pipeline, with the spec's low-confidence threshold. With `ca_file`, the output
+    verifies Elasticsearch's HTTPS certificate with that CA (Kubernetes: ECK's self-signed one);
+    compose's Elasticsearch speaks plain HTTP."""
     # A float literal (0.5, 1.0), compared with the float that `convert` made of confidence.
     threshold = repr(float(spec.alerts.low_confidence.confidence_threshold))
+    ca = ""
+    if ca_file is not None:
+        ca = (
+            "    # Elasticsearch's HTTP certificate is signed by this CA.\n"
+            f'    ssl_certificate_authorities => ["{ca_file}"]\n'
+        )
     text = (
         _TEMPLATE.replace("{threshold}", threshold)
         .replace("{dataset}", DATA_STREAM_DATASET)
         .replace("{document_id}", DOCUMENT_ID_FIELD)
+        .replace("{ca}", ca)
     )
     return {PIPELINE_FILE: text}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -13,7 +14,10 @@ HEADER = (
 
 
 class _BlockDumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        # A value used twice is written out twice, not as an anchor and aliases (&id001, *id001)
+        # that a reader has to resolve by hand.
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -22,9 +26,19 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _BlockDumper.add_representer(str, _str)
+_OPTIONS: dict[str, Any] = {
+    "Dumper": _BlockDumper,
+    "sort_keys": False,
+    "width": 100,
+    "allow_unicode": True,
+}
 
 
 def dump(data: Any, comment: str = "") -> str:
     """YAML text of `data`, multi-line strings as `|` blocks, after the generated-file header."""
-    body = yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, width=100, allow_unicode=True)
-    return HEADER + comment + body
+    return HEADER + comment + yaml.dump(data, **_OPTIONS)
+
+
+def dump_all(documents: Iterable[Any]) -> str:
+    """Several documents as one multi-document YAML file (`---` between them), after the header."""
+    return HEADER + yaml.dump_all(documents, **_OPTIONS)

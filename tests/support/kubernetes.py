@@ -1,9 +1,8 @@
 """Checking Kubernetes manifests where no cluster runs: kustomize, and strict schema validation.
 
-- Kustomize: the bases of deploy/kubernetes/ use `resources` and `images` only; `build` resolves
-  them the way kustomize does for those two fields (an image matches by name, its tag aside;
-  kubernetes-sigs/kustomize api/filters/imagetag), and raises on any other field. Where kubectl is
-  installed, `kubectl kustomize` renders them too and the two must agree.
+- Kustomize: the bases of deploy/kubernetes/ list manifest files in `resources` and use no other
+  field; `build` loads them and raises on anything else. Where kubectl is installed, `kubectl
+  kustomize` renders them too and the two must agree.
 - Core kinds validate against kubernetes-validate's strict schemas (unknown fields are errors).
 - Custom resources validate against the openAPIV3Schema of their CRD (MLOBS_KUBERNETES_SCHEMAS,
   default ../shared/schemas/kubernetes: Prometheus Operator v0.93.0 and ECK v3.5.0), made strict
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -36,6 +36,7 @@ from referencing import Registry, Resource
 from tests.conftest import REPO, REQUIRE_TOOLS
 
 DEPLOY = REPO / "deploy/kubernetes"
+README = REPO / "README.md"
 KUBERNETES_VERSION = "1.32"
 DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 OBJECT_META = f"{DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -53,7 +54,7 @@ FREE_FORM = {
 REFINED = {
     ("AlertmanagerConfig", "spec.route.routes[]"): "#/properties/spec/properties/route",
 }
-KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images"}
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources"}
 
 
 # --- YAML and kustomize ------------------------------------------------------------------------
@@ -82,39 +83,26 @@ def object_id(obj: dict[str, Any]) -> tuple[str, str, str, str]:
     return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
 
 
-def _split_image(image: str) -> tuple[str, str | None]:
-    """`registry:5000/name:tag` as (`registry:5000/name`, `tag`)."""
-    if "@" in image:
-        raise NotImplementedError(f"image digests are not modelled: {image}")
-    name, colon, tag = image.rpartition(":")
-    return (name, tag) if colon and "/" not in tag else (image, None)
+def nodes(obj: Any) -> Iterator[Any]:
+    """`obj` and everything inside it, depth first: each dict, list and scalar (not dict keys)."""
+    yield obj
+    children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    for child in children:
+        yield from nodes(child)
 
 
-def containers(obj: Any) -> Iterator[dict[str, Any]]:
-    """Every container of every pod template in an object, wherever it is."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key in ("containers", "initContainers") and isinstance(value, list):
-                yield from (c for c in value if isinstance(c, dict))
-            else:
-                yield from containers(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            yield from containers(item)
+def pod_specs(obj: Any) -> list[dict[str, Any]]:
+    """Every pod spec in an object, wherever it is (a Deployment's template, an ECK podTemplate)."""
+    return [node for node in nodes(obj) if isinstance(node, dict) and "containers" in node]
 
 
-def _set_images(objects: list[dict[str, Any]], images: list[dict[str, str]]) -> None:
-    """kustomize's `images:` (name, newName, newTag): an image matches by name, whatever its tag."""
-    for entry in images:
-        unknown = set(entry) - {"name", "newName", "newTag"}
-        if unknown:
-            raise NotImplementedError(f"images: {sorted(unknown)}")
-        for container in (c for obj in objects for c in containers(obj) if "image" in c):
-            name, tag = _split_image(container["image"])
-            if name == entry["name"]:
-                tag = entry.get("newTag", tag)
-                new_name = entry.get("newName", name)
-                container["image"] = f"{new_name}:{tag}" if tag else new_name
+def containers(obj: Any) -> list[dict[str, Any]]:
+    """Every container, init containers too, of every pod spec in an object."""
+    return [
+        container
+        for pod in pod_specs(obj)
+        for container in pod["containers"] + pod.get("initContainers", [])
+    ]
 
 
 def build(directory: Path) -> list[dict[str, Any]]:
@@ -129,18 +117,30 @@ def build(directory: Path) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for entry in kustomization.get("resources", []):
         resource = directory / entry
-        if resource.is_dir():
-            objects += build(resource)
-        elif resource.is_file():
-            objects += load_documents(resource)
-        else:
-            raise FileNotFoundError(f"{path}: resource {entry} does not exist")
+        if not resource.is_file():
+            raise FileNotFoundError(f"{path}: {entry} is no file (other bases are not modelled)")
+        objects += load_documents(resource)
     ids = [object_id(obj) for obj in objects]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
         raise ValueError(f"{path}: objects defined twice: {sorted(duplicates)}")
-    _set_images(objects, kustomization.get("images", []))
     return objects
+
+
+def readme_secrets() -> dict[tuple[str, str], set[str]]:
+    """The Secrets README.md's "Production on Kubernetes" has the user create, by (namespace,
+    name): the keys of each `kubectl -n NS create secret generic NAME --from-literal=KEY=...`
+    (or --from-file=KEY=...) command."""
+    text = README.read_text()
+    section = text.split("\n## Production on Kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    secrets = {}
+    for command in section.replace("\\\n", " ").splitlines():
+        match = re.search(r"kubectl -n (\S+) create secret generic (\S+)", command)
+        if match:
+            keys = re.findall(r"--from-(?:literal|file)=(\w+)=", command)
+            secrets[(match.group(1), match.group(2))] = set(keys)
+    assert secrets, "README: no `kubectl -n NS create secret generic` command"
+    return secrets
 
 
 def kubectl_build(directory: Path) -> list[dict[str, Any]]:

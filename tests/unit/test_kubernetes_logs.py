@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 
 from mlobs.generate.kubernetes.cluster import (
     BEATS_PORT,
-    CREDENTIALS_KEYS,
     CREDENTIALS_SECRET,
     ES_CA_SECRET,
     ES_ELASTIC_USER_SECRET,
@@ -30,21 +29,24 @@ from mlobs.generate.kubernetes.cluster import (
     KIBANA_CA_SECRET,
     KIBANA_SERVICE,
     LOGSTASH_BEATS_SERVICE,
+    KubernetesSetup,
 )
-from mlobs.generate.kubernetes.logs import CONTAINER_PARSER_FIELDS, ECK_KIBANA_SETTINGS
+from mlobs.generate.kubernetes.logs import CONTAINER_PARSER_FIELDS
 from mlobs.logs import INFERENCE
 from mlobs.server import create_app
 from mlobs.settings import Settings
 from setup.elastic_setup import REQUIRED
 from tests.conftest import REPO
 from tests.support.inference_lines import inference_lines
-from tests.support.kubernetes import DEPLOY, build
+from tests.support.kubernetes import DEPLOY, build, containers, nodes, pod_specs, readme_secrets
 from tests.support.log_chain import FILEBEAT_FIELDS, filebeat, filebeat_processors, logstash
 from tests.unit.test_log_rotation_globs import go_glob_regex
 
 LOGS = build(DEPLOY / "logs")
 MODELS = build(DEPLOY / "model-servers")
 COMPOSE_PIPELINE = (REPO / "logstash/pipeline/inference.conf").read_text()
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+[COMPOSE_INPUT] = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())["filebeat.inputs"]
 # What the container parser puts into an event besides the line: the stream always, Docker's
 # log attributes when the runtime's json-file driver has some.
 CONTAINER_FIELDS = {"stream": "stdout", "docker": {"attrs": {"tag": "x"}}}
@@ -71,7 +73,9 @@ def _k8s_pipeline() -> str:
 def k8s_filebeat(line: str) -> dict | None:
     """The event the cluster's Filebeat sends for one stdout line, or None if it drops it: the
     compose event (same ndjson parser) plus the container parser's fields, through the input's
-    processors."""
+    processors. Models an input whose parsers are a container parser, then compose's."""
+    container_parser, *parsers = _input()["parsers"]
+    assert "container" in container_parser and parsers == COMPOSE_INPUT["parsers"], "not modelled"
     event = filebeat(line)
     event.update(copy.deepcopy(CONTAINER_FIELDS))
     return filebeat_processors(event, _input()["processors"])
@@ -114,30 +118,11 @@ def test_only_inference_events_are_shipped(server_lines):
     assert k8s_filebeat("Traceback (most recent call last):") is None
 
 
-def test_the_input_parses_like_compose_behind_a_container_parser():
-    compose = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
-    [compose_input] = compose["filebeat.inputs"]
-    stdout_input = _input()
-    assert stdout_input["parsers"] == [
-        {"container": {"stream": "stdout", "format": "auto"}},
-        *compose_input["parsers"],
-    ]
-    assert stdout_input["id"] != compose_input["id"]
-    assert stdout_input["prospector.scanner.symlinks"] is True
-
-
 def test_what_the_container_parser_adds_is_dropped_and_never_one_of_our_keys(server_lines):
     keys = {key for line in server_lines for key in json.loads(line)}
     assert set(CONTAINER_FIELDS) == set(CONTAINER_PARSER_FIELDS)
     assert not keys & set(CONTAINER_FIELDS)
     assert not set(CONTAINER_FIELDS) & set(FILEBEAT_FIELDS)
-
-
-def _pod_spec(obj: dict) -> dict:
-    spec = obj.get("spec", {})
-    if "template" in spec:
-        return spec["template"]["spec"]
-    return spec.get("daemonSet", spec).get("podTemplate", {}).get("spec", {})
 
 
 def _log_file(obj: dict, container: str, namespace: str | None = None) -> str:
@@ -153,12 +138,10 @@ def test_filebeat_reads_the_model_servers_stdout_and_nothing_else():
     [pattern] = _input()["paths"]
     matches = go_glob_regex(pattern).fullmatch
     models = [obj for obj in MODELS if obj["kind"] == "Deployment"]
-    others = [obj for obj in LOGS + build(DEPLOY / "metrics") if _pod_spec(obj)]
-    model_logs = [_log_file(o, c["name"]) for o in models for c in _pod_spec(o)["containers"]]
-    other_logs = [_log_file(o, c["name"]) for o in others for c in _pod_spec(o)["containers"]]
-    other_logs += [
-        _log_file(o, c["name"], "other-team") for o in models for c in _pod_spec(o)["containers"]
-    ]
+    others = [obj for obj in LOGS + build(DEPLOY / "metrics") if pod_specs(obj)]
+    model_logs = [_log_file(o, c["name"]) for o in models for c in containers(o)]
+    other_logs = [_log_file(o, c["name"]) for o in others for c in containers(o)]
+    other_logs += [_log_file(o, c["name"], "other-team") for o in models for c in containers(o)]
     assert len(model_logs) == len(models) and len(other_logs) > len(models)
     assert [path for path in model_logs if not matches(path)] == []
     assert [path for path in other_logs if matches(path)] == []
@@ -176,13 +159,21 @@ def test_filebeat_ships_to_logstashs_beats_service():
 
 # --- Logstash ----------------------------------------------------------------------------------
 
-_CA_LINES = re.compile(r"\n *# Kubernetes: [^\n]*\n *ssl_certificate_authorities => [^\n]*")
+
+def _without_option(tree: list, option: str) -> list:
+    """A pipeline's parse tree without `option` in any plugin."""
+    return [
+        _without_option(node, option) if isinstance(node, list) else node
+        for node in tree
+        if not (isinstance(node, list) and node and node[0] == option)
+    ]
 
 
 def test_logstash_runs_the_generated_pipeline_plus_only_ecks_ca():
-    text = _k8s_pipeline()
-    assert _CA_LINES.sub("", text) == COMPOSE_PIPELINE
-    assert text != COMPOSE_PIPELINE
+    ca = "ssl_certificate_authorities"
+    cluster = logstash_pipeline_parser.Pipeline(_k8s_pipeline()).parse()
+    compose = logstash_pipeline_parser.Pipeline(COMPOSE_PIPELINE).parse()
+    assert _without_option(cluster, ca) == compose != cluster
 
 
 def _container(pod_template: dict, name: str) -> dict:
@@ -216,23 +207,49 @@ def test_logstash_verifies_elasticsearch_with_the_mounted_ca_and_has_every_varia
     assert env["ELASTICSEARCH_URL"]["value"] == f"https://{ES_SERVICE}:9200"
 
 
-def test_logstash_settings_are_the_compose_stacks_but_the_api_eck_manages():
-    compose = yaml.safe_load((REPO / "logstash/config/logstash.yml").read_text())
-    ours = _one("Logstash")["spec"]["config"]
-    assert ours == {k: v for k, v in compose.items() if not k.startswith("api.")}
-    assert ours["queue.type"] == "persisted" and ours["queue.checkpoint.writes"] == 1
-    claims = {c["metadata"]["name"] for c in _one("Logstash")["spec"]["volumeClaimTemplates"]}
-    assert claims == {"logstash-data"}  # the data path the queue lives on (ECK volume/names.go)
+# Logstash's byte units (logstash.yml) and Kubernetes' binary quantities.
+_UNITS = {"kb": 2**10, "mb": 2**20, "gb": 2**30, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([A-Za-z]+)", size).groups()
+    return int(number) * _UNITS[unit]
+
+
+def test_the_queues_fit_on_the_volume_eck_mounts_on_path_data():
+    """logstash.yml bounds the persisted queue and the dead letter queue, both below path.data,
+    which ECK mounts from the claim named logstash-data: ours under that name, else its own 1Gi
+    (elastic/cloud-on-k8s v3.5.0 pkg/controller/logstash/volume/defaults.go and names.go)."""
+    logstash_resource = _one("Logstash")["spec"]
+    config = logstash_resource["config"]
+    assert config["queue.type"] == "persisted"
+    [claim] = [
+        c
+        for c in logstash_resource["volumeClaimTemplates"]
+        if c["metadata"]["name"] == "logstash-data"
+    ]
+    needed = _bytes(config["queue.max_bytes"]) + _bytes(config["dead_letter_queue.max_bytes"])
+    assert needed < _bytes(claim["spec"]["resources"]["requests"]["storage"])
 
 
 # --- Elasticsearch, Kibana, setup --------------------------------------------------------------
 
 
-def test_kibana_settings_are_kibana_yml_without_what_eck_sets():
-    compose = yaml.safe_load((REPO / "kibana/kibana.yml").read_text())
-    ours = _one("Kibana")["spec"]["config"]
-    assert ours == {k: v for k, v in compose.items() if k not in ECK_KIBANA_SETTINGS}
-    assert "${" not in json.dumps(ours)  # compose's .env variables do not exist here
+def test_no_compose_only_value_reaches_an_eck_configuration():
+    """compose's files name its .env variables (${...}), its hosts (http://elasticsearch:9200,
+    logstash:5044) and Kibana's kibana_system login, where ECK logs Kibana in itself: none of it
+    exists on the cluster, so none may survive into the configuration ECK hands the Elastic
+    Stack (elasticsearch.yml, kibana.yml, logstash.yml, filebeat.yml)."""
+    hosts = "|".join(re.escape(service) for service in COMPOSE["services"])
+    compose_only = re.compile(rf"\$\{{|kibana_system|(?<![\w.-])(?:{hosts}):\d+")
+    configs = [
+        node["config"]
+        for node in nodes(LOGS)
+        if isinstance(node, dict) and isinstance(node.get("config"), dict)
+    ]
+    assert len(configs) == 4, configs  # Elasticsearch's node set, Kibana, Logstash, Filebeat
+    found = [s for s in nodes(configs) if isinstance(s, str) and compose_only.search(s)]
+    assert found == []
 
 
 def test_the_elastic_stack_runs_the_compose_version():
@@ -287,36 +304,21 @@ def test_logstash_logs_in_as_the_writer_the_setup_creates():
 
 
 def test_every_secret_is_one_eck_creates_or_one_the_readme_asks_for():
-    refs = set()
-
-    def walk(value):
-        if isinstance(value, dict):
-            if "secretKeyRef" in value:
-                refs.add((value["secretKeyRef"]["name"], value["secretKeyRef"]["key"]))
-            for child in value.values():
-                walk(child)
-        elif isinstance(value, list):
-            for child in value:
-                walk(child)
-
-    walk(LOGS)
+    """Each key our pods read from the user's Secret is one the README's `kubectl create secret`
+    command sets, and the command sets no key nothing reads."""
+    refs = {
+        (node["secretKeyRef"]["name"], node["secretKeyRef"]["key"])
+        for node in nodes(LOGS)
+        if isinstance(node, dict) and "secretKeyRef" in node
+    }
     user_keys = {key for name, key in refs if name == CREDENTIALS_SECRET}
     assert refs - {(CREDENTIALS_SECRET, key) for key in user_keys} == {
         (ES_ELASTIC_USER_SECRET, "elastic")
     }
-    assert user_keys == set(CREDENTIALS_KEYS)
+    assert user_keys == readme_secrets()[(KubernetesSetup().namespace, CREDENTIALS_SECRET)]
 
 
 def test_no_password_is_written_into_a_manifest():
-    def env_vars(value):
-        if isinstance(value, dict):
-            if "env" in value and isinstance(value["env"], list):
-                yield from value["env"]
-            for child in value.values():
-                yield from env_vars(child)
-        elif isinstance(value, list):
-            for child in value:
-                yield from env_vars(child)
-
-    secrets = [e for e in env_vars(LOGS) if re.search("PASSWORD|TOKEN|KEY", e["name"])]
+    env = [e for c in containers(LOGS) for e in c.get("env", [])]
+    secrets = [e for e in env if re.search("PASSWORD|TOKEN|KEY", e["name"])]
     assert secrets and all("valueFrom" in e and "value" not in e for e in secrets)

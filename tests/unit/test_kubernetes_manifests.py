@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
+import os
+import shutil
 
 import pytest
 import yaml
 
-from mlobs.generate.kubernetes import PARTS, render
+from mlobs.generate import __main__ as generate_main
+from mlobs.generate import kibana_objects
+from mlobs.generate.kubernetes import PARTS, sources
 from mlobs.generate.kubernetes.__main__ import main
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
-from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT, termination_grace_seconds
+from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT
 from mlobs.generate.kubernetes.sources import RepoSources
 from mlobs.serve import CLOSE_SECONDS
 from mlobs.server import create_app
@@ -39,7 +42,9 @@ from tests.support.kubernetes import (
     describe,
     kubectl_build,
     kustomization_dirs,
+    nodes,
     object_id,
+    pod_specs,
     schema_dir,
     strict_schema,
     validate,
@@ -57,9 +62,10 @@ def _by_kind(objects: list[dict], kind: str) -> list[dict]:
 def _pod_templates(objects: list[dict]) -> list[tuple[dict, dict]]:
     """(object, pod spec) of every Deployment and Job: the pods that run our images."""
     return [
-        (obj, obj["spec"]["template"]["spec"])
+        (obj, pod)
         for obj in objects
         if obj["kind"] in ("Deployment", "Job")
+        for pod in pod_specs(obj)
     ]
 
 
@@ -92,6 +98,21 @@ def test_kubectl_kustomize_renders_what_the_tests_check():
         assert ours == kubectl, directory
 
 
+def test_an_overlay_sets_registry_and_tag_by_the_images_compose_name(tmp_path):
+    """README's advice: `images:` names an image as compose does; kustomize matches it whatever
+    tag the base gives it."""
+    images = {
+        f"{COMPOSE['name']}-{m.name}": f"registry.example.com/mlobs/{m.name}" for m in SPEC.models
+    }
+    kustomization = {
+        "resources": [os.path.relpath(DEPLOY / "model-servers", tmp_path)],
+        "images": [{"name": k, "newName": v, "newTag": "1.2.3"} for k, v in images.items()],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    rendered = [c["image"] for c in containers(kubectl_build(tmp_path))]
+    assert sorted(rendered) == sorted(f"{name}:1.2.3" for name in images.values())
+
+
 # --- schemas -----------------------------------------------------------------------------------
 
 
@@ -112,7 +133,7 @@ def _planted(obj: dict) -> list[tuple[str, dict]]:
         elif where == "metadata":
             target = planted["metadata"]
         elif where == "container":
-            target = next(containers(planted), None)
+            target = next(iter(containers(planted)), None)
         else:
             target = next(iter(planted.get("spec", {}).get("route", {}).get("routes", [])), None)
         if target is not None:
@@ -167,21 +188,6 @@ def test_an_unreviewed_free_form_field_is_reported():
 # --- namespaces --------------------------------------------------------------------------------
 
 
-def _strings(value) -> list[str]:
-    """Every string in an object, and in the YAML documents it embeds (ConfigMap data)."""
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in [k, *_strings(v)]]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    if isinstance(value, str) and "\n" in value and not value.lstrip().startswith("{"):
-        try:
-            embedded = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return [value]
-        return [value, *_strings(embedded)] if isinstance(embedded, dict) else [value]
-    return [value] if isinstance(value, str) else []
-
-
 def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     """Namespaces end up inside URLs, Filebeat's paths and the release label, where an overlay's
     `namespace:` cannot reach: `python -m mlobs.generate.kubernetes` renders them all."""
@@ -198,7 +204,8 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     )
     objects = [obj for part in PARTS for obj in build(tmp_path / part)]
     assert {obj["metadata"]["namespace"] for obj in objects} == {"ml-prod", "obs"}
-    strings = [s for obj in objects for s in _strings(obj)]
+    # ConfigMap data (the datasources' YAML) is one string: searched as a whole.
+    strings = [s for s in nodes(objects) if isinstance(s, str)]
     defaults = KubernetesSetup()
     leftovers = [
         s
@@ -222,9 +229,34 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
 
 
 def test_the_command_refuses_a_namespace_kubernetes_would_refuse(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--namespace", "ML_prod", "--root", str(REPO)]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path), "--namespace", "ML_prod", "--root", str(REPO)])
+    assert exit_.value.code == 2
     assert "not a Kubernetes namespace name" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(tmp_path, capsys):
+    """A compose file without the project `name` (which names the images): `make generate` and
+    `python -m mlobs.generate.kubernetes` say so and write nothing."""
+    root = tmp_path / "repo"
+    for path in (
+        sources.DOCKERFILE,
+        sources.PYPROJECT,
+        sources.ENV_EXAMPLE,
+        kibana_objects.MAPPING_FILE,
+    ):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, root / path)
+    compose = {k: v for k, v in COMPOSE.items() if k != "name"}
+    (root / sources.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
+    before = sorted(root.rglob("*"))
+    spec = str(REPO / "observability.yaml")
+    out = tmp_path / "out"
+    for run, extra in ((generate_main.main, []), (main, ["--out", str(out)])):
+        assert run(["--root", str(root), "--spec", spec, *extra]) == 2
+        assert "docker-compose.yml: no project `name`" in capsys.readouterr().err
+    assert sorted(root.rglob("*")) == before and not out.exists()
 
 
 # --- workloads ---------------------------------------------------------------------------------
@@ -237,7 +269,7 @@ def test_each_model_of_the_spec_runs_the_image_compose_builds_for_it():
     for model in SPEC.models:
         [container] = deployments[model.name]["spec"]["template"]["spec"]["containers"]
         assert COMPOSE["services"][model.name]["build"]["target"] == model.name
-        assert container["image"] == f"mlobs-{model.name}:{SOURCES.version}"
+        assert container["image"] == f"{COMPOSE['name']}-{model.name}:{SOURCES.version}"
         assert model.name in SOURCES.image_targets
 
 
@@ -246,7 +278,8 @@ def test_every_image_is_a_build_target_tagged_with_the_project_version():
     assert images
     for image in images:
         name, tag = image.rsplit(":", 1)
-        assert tag == SOURCES.version and name.removeprefix("mlobs-") in SOURCES.image_targets
+        target = name.removeprefix(f"{COMPOSE['name']}-")
+        assert tag == SOURCES.version and target in SOURCES.image_targets, image
 
 
 def test_each_model_has_a_service_and_a_disruption_budget_selecting_its_pods():
@@ -324,7 +357,7 @@ def test_our_pods_run_as_the_images_user_with_nothing_writable_but_empty_dirs():
             assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), name
 
 
-def test_only_filebeat_runs_as_root_and_it_mounts_the_host_read_only():
+def test_only_filebeat_runs_as_root_and_it_mounts_the_log_directories_read_only():
     objects = all_objects()
     root_pods = [
         obj
@@ -363,16 +396,16 @@ def test_every_container_has_memory_requested_and_limited_as_in_compose():
             )
 
 
-def test_kubernetes_waits_as_long_as_a_server_drains_and_flushes():
-    """terminationGracePeriodSeconds follows MLOBS_SHUTDOWN_GRACE_SECONDS's default, like
-    compose's stop_grace_period, and both give the same time."""
-    expected = termination_grace_seconds(Settings())
-    assert expected >= Settings().shutdown_grace_seconds + CLOSE_SECONDS + 1
-    assert termination_grace_seconds(Settings(shutdown_grace_seconds=40.5)) == 46
-    for model in SPEC.models:
-        assert duration_seconds(COMPOSE["services"][model.name]["stop_grace_period"]) == expected
-    for obj, pod in _pod_templates(build(DEPLOY / "model-servers")):
-        assert pod["terminationGracePeriodSeconds"] == expected, describe(obj)
+def test_kubernetes_waits_as_long_as_compose_for_a_server_to_drain_and_flush():
+    """terminationGracePeriodSeconds is compose's stop_grace_period, which leaves time beyond
+    MLOBS_SHUTDOWN_GRACE_SECONDS's drain to close connections and flush."""
+    pods = _pod_templates(build(DEPLOY / "model-servers"))
+    assert len(pods) == len(SPEC.models)
+    for obj, pod in pods:
+        compose = COMPOSE["services"][obj["metadata"]["name"]]
+        grace = duration_seconds(compose["stop_grace_period"])
+        assert grace > Settings().shutdown_grace_seconds + CLOSE_SECONDS
+        assert pod["terminationGracePeriodSeconds"] == grace, describe(obj)
 
 
 def test_rolling_updates_never_go_below_the_replicas():
@@ -380,8 +413,3 @@ def test_rolling_updates_never_go_below_the_replicas():
         strategy = deployment["spec"]["strategy"]
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0
         assert deployment["spec"]["replicas"] >= 2
-
-
-def test_generated_files_live_below_deploy_kubernetes():
-    paths = [path for path in render(SPEC, REPO) if path.suffix == ".yaml"]
-    assert paths and all(Path("deploy/kubernetes") in path.parents for path in paths)

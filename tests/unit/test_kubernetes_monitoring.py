@@ -6,6 +6,7 @@ carry job=<model>, which ModelServerDown and ModelServerMissing select on.
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from pathlib import Path
@@ -14,11 +15,11 @@ import promql_parser
 import yaml
 
 from mlobs.generate.expressions import alerts
-from mlobs.generate.kubernetes.cluster import GRAFANA_SECRET_KEYS, KubernetesSetup
+from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.metrics import DATASOURCE_UIDS, DATASOURCES_KEY
 from mlobs.spec import load_spec
 from tests.conftest import REPO, require_tool
-from tests.support.kubernetes import DEPLOY, build
+from tests.support.kubernetes import DEPLOY, README, build, readme_secrets
 
 SPEC = load_spec(REPO / "observability.yaml")
 SETUP = KubernetesSetup()
@@ -38,9 +39,13 @@ def _rule_files_groups() -> list[dict]:
     return [group for path in paths for group in yaml.safe_load(path.read_text())["groups"]]
 
 
-def test_the_prometheus_rule_holds_exactly_the_groups_of_prometheus_rules():
+def test_the_prometheus_rule_holds_the_groups_of_prometheus_rules_evaluated_as_compose_does():
+    """Same groups, same evaluation interval: a group without one would get the Prometheus
+    resource's (the operator's default is 30s), not compose's global evaluation_interval."""
+    prometheus_yml = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    interval = prometheus_yml["global"]["evaluation_interval"]
     [rule] = _kind("PrometheusRule")
-    assert rule["spec"]["groups"] == _rule_files_groups()
+    assert rule["spec"]["groups"] == [{"interval": interval, **g} for g in _rule_files_groups()]
 
 
 def test_promtool_accepts_the_prometheus_rules_groups(tmp_path):
@@ -87,13 +92,6 @@ def test_every_rule_aggregates_by_the_servers_labels_so_any_number_of_pods_adds_
         assert kind == "By" and "model" in labels and set(labels) <= METRIC_LABELS, (kind, labels)
 
 
-def test_kube_prometheus_stack_selects_the_monitors_and_rules():
-    """Its Prometheus selects release=<release> by default (chart values
-    serviceMonitorSelectorNilUsesHelmValues and ruleSelectorNilUsesHelmValues)."""
-    for obj in _kind("ServiceMonitor") + _kind("PrometheusRule"):
-        assert obj["metadata"]["labels"]["release"] == SETUP.release
-
-
 # --- the job label -----------------------------------------------------------------------------
 
 
@@ -129,9 +127,9 @@ def test_each_models_targets_get_job_equal_to_the_model_name_even_when_renamed()
     monitors = _kind("ServiceMonitor")
     assert len(monitors) == len(SPEC.models)
     for prefix in ("", "prod-"):
-        services = _kind("Service", MODELS)
+        services = copy.deepcopy(_kind("Service", MODELS))
         for service in services:
-            service["metadata"]["name"] = prefix + service["metadata"]["name"].removeprefix("prod-")
+            service["metadata"]["name"] = prefix + service["metadata"]["name"]
         jobs = {}
         for monitor in monitors:
             [service] = _selected_services(monitor, services)
@@ -187,10 +185,19 @@ def test_the_datasources_are_the_compose_stacks_with_cluster_urls_and_ecks_ca():
     assert sum(bool(ds.get("isDefault")) for ds in ours.values()) == 1
 
 
-def test_grafana_gets_every_variable_its_datasources_read_from_the_secret():
+def test_grafana_gets_every_variable_its_datasources_read_from_the_readmes_secret():
+    """The README has the user create a Secret in the monitoring namespace and hand it to Grafana
+    as environment variables (chart value grafana.envFromSecrets): exactly what the datasources
+    read."""
+    [(name, keys)] = [
+        (name, keys)
+        for (namespace, name), keys in readme_secrets().items()
+        if namespace == SETUP.monitoring_namespace
+    ]
+    assert re.search(rf"envFromSecrets:\s*\n\s*- name: {re.escape(name)}\b", README.read_text())
     text = yaml.safe_dump(list(_datasources().values()))
     variables = set(re.findall(r"(?<!\$)\$\{(\w+)\}", text))
-    assert variables == set(GRAFANA_SECRET_KEYS)
+    assert variables == keys
 
 
 # --- Alertmanager ------------------------------------------------------------------------------

@@ -52,5 +52,5 @@ def render(
     }
     rendered: dict[Path, str] = {}
     for part in PARTS:
-        rendered |= kustomize.base(out / part, parts[part], sources.version, _COMMENTS[part])
+        rendered |= kustomize.base(out / part, parts[part], _COMMENTS[part])
     return rendered

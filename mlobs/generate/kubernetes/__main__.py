@@ -15,6 +15,7 @@ from pathlib import Path
 from mlobs.generate.__main__ import write_files
 from mlobs.generate.kubernetes import render
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
+from mlobs.generate.kubernetes.sources import SourceError
 from mlobs.spec import DEFAULT_SPEC_PATH, SpecError, load_spec
 
 
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         setup = KubernetesSetup(args.namespace, args.monitoring_namespace, args.release)
+    except ValueError as exc:  # a namespace Kubernetes would refuse
+        parser.error(str(exc))
+    try:
         rendered = render(load_spec(args.spec), args.root, setup, out=args.out)
-    except (SpecError, ValueError) as exc:
+    except (SpecError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_files(Path("."), rendered)

@@ -49,14 +49,18 @@ LOGSTASH_BEATS_SERVICE_NAME = "beats"  # ECK: Service <logstash>-ls-<name>
 LOGSTASH_BEATS_SERVICE = f"{ELASTIC_NAME}-ls-{LOGSTASH_BEATS_SERVICE_NAME}"
 BEATS_PORT = 5044  # the beats input of logstash/pipeline/inference.conf
 
-# Created by the user in our namespace (README): the passwords setup/ gives the users it creates.
+# setup/'s Elasticsearch step logs in as the superuser, whose password ECK creates; the others
+# are the passwords it gives the users it creates, from a Secret the user creates in our
+# namespace (README), each key named as the variable the step reads.
+ELASTIC_PASSWORD_VARIABLE = "ELASTIC_PASSWORD"
 CREDENTIALS_SECRET = "mlobs-elastic-credentials"
-CREDENTIALS_KEYS = ("LOGSTASH_WRITER_PASSWORD", "GRAFANA_ES_PASSWORD", "KIBANA_SYSTEM_PASSWORD")
-# Created by the user in the monitoring namespace and given to Grafana as environment variables
-# (kube-prometheus-stack value grafana.envFromSecrets): the reader's login and ECK's CA.
-GRAFANA_SECRET = "mlobs-grafana-elasticsearch"
+# The variables of setup's Elasticsearch step besides the elastic password (setup/ is not part
+# of the installed package, so they are named here; a test checks each Job against
+# setup.elastic_setup.REQUIRED).
+CREDENTIALS_KEYS = ("KIBANA_SYSTEM_PASSWORD", "LOGSTASH_WRITER_PASSWORD", "GRAFANA_ES_PASSWORD")
+# Grafana gets ECK's CA from the environment (kube-prometheus-stack value grafana.envFromSecrets:
+# a Secret the user creates in the monitoring namespace, README).
 GRAFANA_CA_VARIABLE = "GRAFANA_ES_CA_CERT"
-GRAFANA_SECRET_KEYS = ("GRAFANA_ES_USER", "GRAFANA_ES_PASSWORD", GRAFANA_CA_VARIABLE)
 # kube-prometheus-stack's Prometheus: the operator's governing Service of every Prometheus
 # resource in a namespace (prometheus-operator v0.93.0 pkg/prometheus/server/statefulset.go,
 # governingServiceName), whatever the release is called.

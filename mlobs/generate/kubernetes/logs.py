@@ -16,7 +16,6 @@ imports the Kibana saved objects, as two Jobs.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,10 @@ from mlobs.generate import logstash_pipeline
 from mlobs.generate.kubernetes import model_servers, pods
 from mlobs.generate.kubernetes.cluster import (
     BEATS_PORT,
+    CREDENTIALS_KEYS,
     CREDENTIALS_SECRET,
     ELASTIC_NAME,
+    ELASTIC_PASSWORD_VARIABLE,
     ES_CA_SECRET,
     ES_ELASTIC_USER_SECRET,
     ES_PORT,
@@ -41,7 +42,6 @@ from mlobs.generate.kubernetes.sources import RepoSources, SourceError
 from mlobs.logs import INFERENCE
 from mlobs.spec import Spec
 
-ELASTIC_LABELS = {**pods.PART_OF}
 ES_DATA_SIZE = "20Gi"
 LOGSTASH_DATA_SIZE = "2Gi"  # persisted queue (512mb) and dead letter queue (256mb) of logstash.yml
 CA_DIR = "/etc/mlobs/ca"  # where our pods mount an ECK CA (<volume>/ca.crt)
@@ -65,7 +65,7 @@ ECK_LOGSTASH_SETTING_PREFIX = "api."
 
 
 def _resource(api: str, kind: str, spec: dict[str, Any], setup: KubernetesSetup) -> dict[str, Any]:
-    metadata = {"name": ELASTIC_NAME, "namespace": setup.namespace, "labels": ELASTIC_LABELS}
+    metadata = pods.metadata(ELASTIC_NAME, setup.namespace)
     return {"apiVersion": api, "kind": kind, "metadata": metadata, "spec": spec}
 
 
@@ -95,15 +95,8 @@ def elasticsearch(setup: KubernetesSetup, sources: RepoSources) -> dict[str, Any
         # sysctl); mmap is faster, so set that on the nodes and remove this in production.
         "config": {"node.store.allow_mmap": False},
         "podTemplate": {"spec": {"containers": [container]}},
-        "volumeClaimTemplates": [
-            {
-                "metadata": {"name": "elasticsearch-data"},  # the claim name ECK mounts as data
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": ES_DATA_SIZE}},
-                },
-            }
-        ],
+        # The claim name ECK mounts as the data directory.
+        "volumeClaimTemplates": [pods.claim("elasticsearch-data", ES_DATA_SIZE)],
     }
     spec = {"version": sources.env("ELASTIC_VERSION"), "nodeSets": [node_set]}
     return _resource("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", spec, setup)
@@ -124,24 +117,6 @@ def kibana(setup: KubernetesSetup, sources: RepoSources) -> dict[str, Any]:
     return _resource("kibana.k8s.elastic.co/v1", "Kibana", spec, setup)
 
 
-_HOSTS_LINE = re.compile(r"^( *)hosts => .*$", re.MULTILINE)
-
-
-def logstash_pipeline_text(spec: Spec, ca_file: str) -> str:
-    """logstash/pipeline/inference.conf as logstash_pipeline renders it, plus the CA that verifies
-    ECK's Elasticsearch certificate (the output speaks https here)."""
-    [text] = logstash_pipeline.render(spec).values()
-    hosts = list(_HOSTS_LINE.finditer(text))
-    if len(hosts) != 1:
-        raise SourceError(f"inference.conf: expected one `hosts =>` line, found {len(hosts)}")
-    indent = hosts[0].group(1)
-    line = (
-        f"\n{indent}# Kubernetes: Elasticsearch's HTTP certificate is signed by ECK's CA.\n"
-        f'{indent}ssl_certificate_authorities => ["{ca_file}"]'
-    )
-    return text[: hosts[0].end()] + line + text[hosts[0].end() :]
-
-
 def logstash(spec: Spec, setup: KubernetesSetup, sources: RepoSources) -> dict[str, Any]:
     """logstash.yml (without the API settings ECK owns) and pipelines.yml of the compose stack,
     the generated pipeline inline; a Service for the beats input; the queue on a volume."""
@@ -153,11 +128,10 @@ def logstash(spec: Spec, setup: KubernetesSetup, sources: RepoSources) -> dict[s
     [pipeline] = sources.logstash_pipelines
     if Path(pipeline["path.config"]).name != logstash_pipeline.PIPELINE_FILE.name:
         raise SourceError(f"pipelines.yml runs {pipeline['path.config']}, not the generated one")
+    # The generated pipeline, verifying ECK's Elasticsearch certificate (https here).
+    [text] = logstash_pipeline.render(spec, ca_file=_ca_file(ES_CA_VOLUME)).values()
     pipelines = [
-        {
-            **{k: v for k, v in pipeline.items() if k != "path.config"},
-            "config.string": logstash_pipeline_text(spec, _ca_file(ES_CA_VOLUME)),
-        }
+        {**{k: v for k, v in pipeline.items() if k != "path.config"}, "config.string": text}
     ]
     env = [
         pods.env("ELASTICSEARCH_URL", f"https://{ES_SERVICE}:{ES_PORT}"),
@@ -185,15 +159,7 @@ def logstash(spec: Spec, setup: KubernetesSetup, sources: RepoSources) -> dict[s
                 "volumes": [pods.ca_volume(ES_CA_VOLUME, ES_CA_SECRET)],
             }
         },
-        "volumeClaimTemplates": [
-            {
-                "metadata": {"name": "logstash-data"},  # ECK mounts it on path.data
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": LOGSTASH_DATA_SIZE}},
-                },
-            }
-        ],
+        "volumeClaimTemplates": [pods.claim("logstash-data", LOGSTASH_DATA_SIZE)],  # on path.data
     }
     return _resource("logstash.k8s.elastic.co/v1alpha1", "Logstash", spec_, setup)
 
@@ -239,8 +205,9 @@ def filebeat_config(setup: KubernetesSetup, sources: RepoSources) -> dict[str, A
 
 def filebeat(setup: KubernetesSetup, sources: RepoSources) -> dict[str, Any]:
     """A DaemonSet: one Filebeat per node reads that node's container logs. It runs as root, the
-    owner of the kubelet's log files, with no capability, no token and read-only host mounts;
-    ECK keeps its registry on the node (hostPath /var/lib/<namespace>/<name>/filebeat-data)."""
+    owner of the kubelet's log files, with no capability and no token; it mounts the log
+    directories read-only, and ECK adds a writable hostPath for its registry
+    (/var/lib/<namespace>/<name>/filebeat-data, pkg/controller/beat/common/pod.go)."""
     host_paths = {"varlogcontainers": "/var/log/containers", "varlogpods": "/var/log/pods"}
     security = {
         "allowPrivilegeEscalation": False,
@@ -286,7 +253,6 @@ def _setup_job(
     them."""
     ca_name, ca_secret = ca
     name = f"mlobs-setup-{step}"
-    labels = pods.labels(name, "setup")
     resources = pods.Resources(memory=sources.service("setup").memory, cpu_request="50m")
     container = {
         "name": "setup",
@@ -308,11 +274,11 @@ def _setup_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": setup.namespace, "labels": labels},
+        "metadata": pods.metadata(name, setup.namespace, pods.selector(name, "setup")),
         "spec": {
             "backoffLimit": 6,
             "ttlSecondsAfterFinished": 86400,
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": pods.labels(name, "setup")}, "spec": pod},
         },
     }
 
@@ -320,11 +286,8 @@ def _setup_job(
 def setup_jobs(setup: KubernetesSetup, sources: RepoSources) -> list[dict[str, Any]]:
     """setup/'s two steps, as compose runs them: Elasticsearch (templates, ILM, roles, users) and
     Kibana (saved objects). Both log in as ECK's `elastic` superuser."""
-    elastic = pods.secret_env("ELASTIC_PASSWORD", ES_ELASTIC_USER_SECRET, "elastic")
-    credentials = [
-        pods.secret_env(key, CREDENTIALS_SECRET, key)
-        for key in ("KIBANA_SYSTEM_PASSWORD", "LOGSTASH_WRITER_PASSWORD", "GRAFANA_ES_PASSWORD")
-    ]
+    elastic = pods.secret_env(ELASTIC_PASSWORD_VARIABLE, ES_ELASTIC_USER_SECRET, "elastic")
+    credentials = [pods.secret_env(key, CREDENTIALS_SECRET, key) for key in CREDENTIALS_KEYS]
     defaults = [
         pods.env(name, sources.env(name))
         for name in (

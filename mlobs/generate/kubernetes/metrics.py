@@ -2,7 +2,7 @@
 
 - One ServiceMonitor per model: `job` is the model name (jobLabel), `instance` the pod's name.
 - One PrometheusRule holding exactly the groups of prometheus/rules/*.yml, as prometheus_rules
-  renders them.
+  renders them, each evaluated at compose's evaluation interval.
 - One AlertmanagerConfig with alertmanager.yml's routing, converted to the CRD's shape. It lives in
   the monitoring namespace: the operator adds a `namespace=<its namespace>` matcher to the routes
   and inhibit rules of every AlertmanagerConfig (prometheus-operator v0.93.0
@@ -23,7 +23,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,8 @@ from mlobs.generate.kubernetes.cluster import (
     PROMETHEUS_SERVICE,
     KubernetesSetup,
 )
-from mlobs.generate.kubernetes.kustomize import unshared
 from mlobs.generate.kubernetes.sources import RepoSources, SourceError
-from mlobs.generate.prometheus_config import COMPOSE_PORT
+from mlobs.generate.prometheus_config import COMPOSE_PORT, PrometheusSetup
 from mlobs.generate.yaml_output import dump
 from mlobs.spec import Spec
 
@@ -60,16 +59,14 @@ DATASOURCES_KEY = "mlobs-datasources.yaml"
 DATASOURCE_UIDS = ("prometheus", "elasticsearch")  # the ones dashboards and alert links use
 
 
-def _metadata(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": {**labels, **pods.PART_OF}}
-
-
-def service_monitor(model: str, spec: Spec, setup: KubernetesSetup) -> dict[str, Any]:
-    """Scrapes every pod of one model through its Service."""
+def service_monitor(
+    model: str, prometheus: PrometheusSetup, setup: KubernetesSetup
+) -> dict[str, Any]:
+    """Scrapes every pod of one model through its Service, as often as compose's Prometheus."""
     return {
         "apiVersion": f"{OPERATOR_GROUP}/v1",
         "kind": "ServiceMonitor",
-        "metadata": _metadata(model, setup.namespace, {"release": setup.release}),
+        "metadata": pods.metadata(model, setup.namespace, {"release": setup.release}),
         "spec": {
             # job = the Service's app.kubernetes.io/name label = the model name, whatever the
             # Service is called (by default the operator takes the Service's name).
@@ -79,7 +76,7 @@ def service_monitor(model: str, spec: Spec, setup: KubernetesSetup) -> dict[str,
                 {
                     "port": "http",
                     "path": "/metrics",
-                    "interval": prometheus_config.compose_setup(spec).scrape_interval,
+                    "interval": prometheus.scrape_interval,
                     # instance = the pod's name instead of <pod IP>:8080: readable in alerts
                     # ("chatbot target chatbot-5d8f9-x2x7q is down") and unique per replica.
                     "relabelings": [
@@ -91,98 +88,84 @@ def service_monitor(model: str, spec: Spec, setup: KubernetesSetup) -> dict[str,
     }
 
 
-def rule_groups(spec: Spec) -> list[dict[str, Any]]:
-    """The groups of prometheus/rules/*.yml, in file order, as prometheus_rules renders them."""
+def rule_groups(spec: Spec, prometheus: PrometheusSetup) -> list[dict[str, Any]]:
+    """The groups of prometheus/rules/*.yml, in file order, as prometheus_rules renders them,
+    evaluated as often as compose's Prometheus evaluates them. Without an interval of their own
+    the Prometheus resource's would apply: 30s unless set (prometheus-operator v0.93.0
+    pkg/apis/monitoring/v1/prometheus_types.go, evaluationInterval), and alerts would fire later
+    and recorded series be coarser than with compose."""
     rendered = prometheus_rules.render(spec)
     return [
-        group for path in sorted(rendered) for group in yaml.safe_load(rendered[path])["groups"]
+        {"name": group["name"], "interval": prometheus.evaluation_interval, **group}
+        for path in sorted(rendered)
+        for group in yaml.safe_load(rendered[path])["groups"]
     ]
 
 
-def prometheus_rule(spec: Spec, setup: KubernetesSetup) -> dict[str, Any]:
+def prometheus_rule(spec: Spec, prometheus: PrometheusSetup, setup: KubernetesSetup) -> dict:
     return {
         "apiVersion": f"{OPERATOR_GROUP}/v1",
         "kind": "PrometheusRule",
-        "metadata": _metadata("mlobs", setup.namespace, {"release": setup.release}),
-        "spec": {"groups": rule_groups(spec)},
+        "metadata": pods.metadata("mlobs", setup.namespace, {"release": setup.release}),
+        "spec": {"groups": rule_groups(spec, prometheus)},
     }
 
 
 # --- alertmanager.yml -> AlertmanagerConfig (monitoring.coreos.com/v1alpha1) -------------------
 
-_MATCHER = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"$')
-_ROUTE_KEYS = {
-    "receiver": "receiver",
-    "group_by": "groupBy",
-    "group_wait": "groupWait",
-    "group_interval": "groupInterval",
-    "repeat_interval": "repeatInterval",
-    "continue": "continue",
-}
-_WEBHOOK_KEYS = {"url": "url", "send_resolved": "sendResolved", "max_alerts": "maxAlerts"}
-_INHIBIT_KEYS = {"source_matchers": "sourceMatch", "target_matchers": "targetMatch"}
+
+def _matcher(name: str, match_type: str, value: str) -> dict[str, str]:
+    return {"name": name, "matchType": match_type, "value": value}
 
 
-def matcher(text: str) -> dict[str, str]:
-    """`severity="critical"` as the CRD's {name, matchType, value}."""
-    match = _MATCHER.match(text)
-    if match is None:
-        raise ValueError(f"matcher {text!r}: expected name, operator and a quoted value")
-    name, operator, value = match.groups()
-    return {"name": name, "matchType": operator, "value": value.replace('\\"', '"')}
-
-
-def _unknown(what: str, keys: set[str]) -> None:
-    if keys:
-        raise ValueError(f"{what}: no AlertmanagerConfig equivalent known for {sorted(keys)}")
-
-
-def _route(route: dict[str, Any]) -> dict[str, Any]:
-    _unknown("route", set(route) - {*_ROUTE_KEYS, "matchers", "routes"})
-    out = {_ROUTE_KEYS[key]: value for key, value in route.items() if key in _ROUTE_KEYS}
-    if "matchers" in route:
-        out["matchers"] = [matcher(m) for m in route["matchers"]]
-    if "routes" in route:
-        out["routes"] = [_route(child) for child in route["routes"]]
-    return out
-
-
-def _receiver(receiver: dict[str, Any]) -> dict[str, Any]:
-    _unknown("receiver", set(receiver) - {"name", "webhook_configs"})
-    hooks = []
-    for hook in receiver.get("webhook_configs", []):
-        _unknown("webhook_configs", set(hook) - set(_WEBHOOK_KEYS))
-        hooks.append({_WEBHOOK_KEYS[key]: value for key, value in hook.items()})
-    return {"name": receiver["name"], "webhookConfigs": hooks}
-
-
-def _inhibit_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    _unknown("inhibit rule", set(rule) - {*_INHIBIT_KEYS, "equal"})
-    out: dict[str, Any] = {
-        _INHIBIT_KEYS[key]: [matcher(m) for m in value]
-        for key, value in rule.items()
-        if key in _INHIBIT_KEYS
-    }
-    if "equal" in rule:
-        out["equal"] = rule["equal"]
-    return out
+def _alertname_in(names: Iterable[str]) -> dict[str, str]:
+    return _matcher("alertname", "=~", "|".join(names))
 
 
 def alertmanager_config_spec(spec: Spec, setup: KubernetesSetup) -> dict[str, Any]:
-    """alertmanager_config's routing in the CRD's shape, delivering to alert-sink in our
-    namespace; the top route keeps only our alerts."""
+    """alertmanager_config's routing, receivers and inhibition in the CRD's shape, delivering to
+    alert-sink in our namespace; the top route keeps only our alerts. Plain values are renamed
+    from alertmanager_config's output; matchers are built from what it formats them from."""
     sink = setup.service_url(ALERT_SINK, COMPOSE_PORT)
-    config = alertmanager_config.alertmanager_config(
+    compose = alertmanager_config.alertmanager_config(
         spec, alertmanager_config.AlertmanagerSetup(sink_url=sink)
     )
-    _unknown("alertmanager.yml", set(config) - {"route", "receivers", "inhibit_rules"})
-    route = _route(config["route"])
-    names = "|".join(alert.name for alert in alerts(spec))
-    route["matchers"] = [matcher(f'alertname=~"{names}"'), *route.get("matchers", [])]
+    route = compose["route"]
+    severity_routes = zip(spec.alerts.severities(), route["routes"], strict=True)
     return {
-        "route": route,
-        "receivers": [_receiver(r) for r in config["receivers"]],
-        "inhibitRules": [_inhibit_rule(r) for r in config.get("inhibit_rules", [])],
+        "route": {
+            "receiver": route["receiver"],
+            "groupBy": route["group_by"],
+            "groupWait": route["group_wait"],
+            "groupInterval": route["group_interval"],
+            "repeatInterval": route["repeat_interval"],
+            "matchers": [_alertname_in(alert.name for alert in alerts(spec))],
+            "routes": [
+                {"receiver": child["receiver"], "matchers": [_matcher("severity", "=", severity)]}
+                for severity, child in severity_routes
+            ],
+        },
+        "receivers": [
+            {
+                "name": receiver["name"],
+                "webhookConfigs": [
+                    {
+                        "url": h["url"],
+                        "sendResolved": h["send_resolved"],
+                        "maxAlerts": h["max_alerts"],
+                    }
+                    for h in receiver["webhook_configs"]
+                ],
+            }
+            for receiver in compose["receivers"]
+        ],
+        "inhibitRules": [
+            {
+                "sourceMatch": [_alertname_in(alertmanager_config.SERVER_GONE)],
+                "targetMatch": [_alertname_in(alertmanager_config.INHIBITED_BY_SERVER_GONE)],
+                "equal": ["model"],
+            }
+        ],
     }
 
 
@@ -190,7 +173,7 @@ def alertmanager_config_resource(spec: Spec, setup: KubernetesSetup) -> dict[str
     return {
         "apiVersion": f"{OPERATOR_GROUP}/v1alpha1",
         "kind": "AlertmanagerConfig",
-        "metadata": _metadata("mlobs", setup.monitoring_namespace, {}),
+        "metadata": pods.metadata("mlobs", setup.monitoring_namespace),
         "spec": alertmanager_config_spec(spec, setup),
     }
 
@@ -214,7 +197,7 @@ def dashboard_config_maps(spec: Spec, setup: KubernetesSetup) -> list[dict[str, 
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _metadata(
+            "metadata": pods.metadata(
                 f"mlobs-dashboard-{path.stem}", setup.monitoring_namespace, DASHBOARD_LABEL
             ),
             "data": {path.name: text},
@@ -255,10 +238,10 @@ def datasource_config_map(setup: KubernetesSetup, sources: RepoSources) -> dict[
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(
+        "metadata": pods.metadata(
             "mlobs-grafana-datasources", setup.monitoring_namespace, DATASOURCE_LABEL
         ),
-        "data": {DATASOURCES_KEY: dump(unshared(datasources(setup, sources)), comment)},
+        "data": {DATASOURCES_KEY: dump(datasources(setup, sources), comment)},
     }
 
 
@@ -266,9 +249,12 @@ def metrics_files(
     spec: Spec, setup: KubernetesSetup, sources: RepoSources
 ) -> dict[Path, list[dict]]:
     """The metrics part, by file name inside deploy/kubernetes/metrics/."""
+    prometheus = prometheus_config.compose_setup(spec)  # compose's scrape and rule intervals
     return {
-        Path("service-monitors.yaml"): [service_monitor(m.name, spec, setup) for m in spec.models],
-        Path("prometheus-rule.yaml"): [prometheus_rule(spec, setup)],
+        Path("service-monitors.yaml"): [
+            service_monitor(m.name, prometheus, setup) for m in spec.models
+        ],
+        Path("prometheus-rule.yaml"): [prometheus_rule(spec, prometheus, setup)],
         Path("alertmanager-config.yaml"): [alertmanager_config_resource(spec, setup)],
         Path("alert-sink.yaml"): alert_sink(setup, sources),
         Path("grafana-dashboards.yaml"): dashboard_config_maps(spec, setup),

@@ -8,14 +8,12 @@ on 8080, as in compose, and runs the image's own command (services/Dockerfile).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from mlobs.generate.kubernetes import pods
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.sources import RepoSources
 from mlobs.generate.prometheus_config import COMPOSE_PORT
-from mlobs.settings import Settings
 from mlobs.spec import ModelSpec
 
 MODEL_COMPONENT = "model-server"
@@ -23,23 +21,9 @@ MODEL_COMPONENT = "model-server"
 # <pod>_<namespace>_<container>-<id>.log), so it is the same for every model.
 MODEL_CONTAINER = "model-server"
 MODEL_REPLICAS = 2
-# Beyond the drain: uvicorn closes connections (mlobs.serve.CLOSE_SECONDS, 3 s) and the app writes
-# its queued log lines and drift counts; compose's stop_grace_period has the same 5 s on top.
-FLUSH_SECONDS = 5
 # A synchronous predict runs in up to MLOBS_PREDICT_CONCURRENCY threads and numpy releases the
 # GIL, so a server can use more than one core; raise the limit for heavier models.
 MODEL_CPU_REQUEST, MODEL_CPU_LIMIT = "250m", "2"
-
-
-def termination_grace_seconds(settings: Settings | None = None) -> int:
-    """What Kubernetes waits between SIGTERM and SIGKILL: the servers' drain
-    (MLOBS_SHUTDOWN_GRACE_SECONDS, 25 s by default) plus the time to close and flush."""
-    grace = (settings or Settings()).shutdown_grace_seconds
-    return math.ceil(grace) + FLUSH_SECONDS
-
-
-def _metadata(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": labels}
 
 
 def http_container(name: str, image: str, resources: pods.Resources) -> dict[str, Any]:
@@ -85,7 +69,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "metadata": pods.metadata(name, setup.namespace, pods.selector(name, component)),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": match},
@@ -102,7 +86,7 @@ def service(name: str, component: str, setup: KubernetesSetup) -> dict[str, Any]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "metadata": pods.metadata(name, setup.namespace, pods.selector(name, component)),
         "spec": {
             "type": "ClusterIP",
             "selector": pods.selector(name, component),
@@ -119,13 +103,15 @@ def disruption_budget(name: str, component: str, setup: KubernetesSetup) -> dict
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(name, setup.namespace, pods.labels(name, component)),
+        "metadata": pods.metadata(name, setup.namespace, pods.selector(name, component)),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": pods.selector(name, component)}},
     }
 
 
 def model_server(model: ModelSpec, setup: KubernetesSetup, sources: RepoSources) -> list[dict]:
-    """Deployment, Service and PodDisruptionBudget of one model of the spec."""
+    """Deployment, Service and PodDisruptionBudget of one model of the spec. Kubernetes waits as
+    long as compose between SIGTERM and SIGKILL: the drain (MLOBS_SHUTDOWN_GRACE_SECONDS) plus the
+    time to close connections and flush the log lines and drift counts."""
     resources = pods.Resources(
         memory=sources.service(model.name).memory,
         cpu_request=MODEL_CPU_REQUEST,
@@ -140,7 +126,7 @@ def model_server(model: ModelSpec, setup: KubernetesSetup, sources: RepoSources)
             MODEL_REPLICAS,
             setup,
             sources,
-            grace_seconds=termination_grace_seconds(),
+            grace_seconds=sources.stop_grace_seconds(model.name),
         ),
         service(model.name, MODEL_COMPONENT, setup),
         disruption_budget(model.name, MODEL_COMPONENT, setup),

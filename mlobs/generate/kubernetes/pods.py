@@ -1,4 +1,4 @@
-"""Pieces every pod of ours shares: least privilege, resources, probes, labels, secrets.
+"""Pieces every pod of ours shares: least privilege, resources, probes, labels, secrets, volumes.
 
 Our own images (services/Dockerfile) run as its non-root user with a read-only root filesystem, no
 capabilities, no privilege escalation and the runtime's default seccomp profile: the Pod Security
@@ -7,6 +7,7 @@ Standard "restricted". The only writable place is an emptyDir on /tmp, as compos
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +34,27 @@ class Resources:
         return {"requests": {"cpu": self.cpu_request, "memory": self.memory}, "limits": limits}
 
 
-def labels(name: str, component: str) -> dict[str, str]:
-    """The recommended labels (app.kubernetes.io/*) of one workload."""
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, **PART_OF}
-
-
 def selector(name: str, component: str) -> dict[str, str]:
     """The labels that select the pods of one workload (never changed after creation)."""
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    """The recommended labels (app.kubernetes.io/*) of one workload and its pods."""
+    return {**selector(name, component), **PART_OF}
+
+
+def metadata(name: str, namespace: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The metadata of one of our objects: labelled part-of mlobs, plus `extra` labels."""
+    return {"name": name, "namespace": namespace, "labels": {**(extra or {}), **PART_OF}}
+
+
+def claim(name: str, size: str) -> dict[str, Any]:
+    """A volumeClaimTemplate: one ReadWriteOnce volume of `size` from the default StorageClass."""
+    return {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
 
 
 def restricted_pod_security(sources: RepoSources) -> dict[str, Any]:

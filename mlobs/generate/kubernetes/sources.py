@@ -1,14 +1,15 @@
 """What the Kubernetes manifests take from the rest of the repository, read where it is decided.
 
-The image targets and the non-root uid/gid come from services/Dockerfile, memory limits and JVM or
-Node options from docker-compose.yml, versions and default user names from .env.example and
-pyproject.toml, and the Filebeat, Logstash, Kibana and Grafana settings from the compose stack's
-own files, so that a change there reaches the cluster too (or fails `make generate` loudly when it
-no longer fits).
+The image targets and the non-root uid/gid come from services/Dockerfile; the images' names, memory
+limits, stop grace periods and JVM or Node options from docker-compose.yml; versions and default
+user names from .env.example and pyproject.toml; and the Filebeat, Logstash, Kibana and Grafana
+settings from the compose stack's own files, so that a change there reaches the cluster too (or
+fails `make generate` loudly when it no longer fits).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlobs.spec import duration_seconds
 
 DOCKERFILE = Path("services/Dockerfile")
 COMPOSE_FILE = Path("docker-compose.yml")
@@ -45,6 +48,7 @@ class ComposeService:
 
     memory: str  # mem_limit as a Kubernetes quantity ("256m" -> "256Mi")
     environment: Mapping[str, Any]
+    stop_grace_seconds: int | None  # stop_grace_period, where set
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class RepoSources:
     gid: int
     image_targets: frozenset[str]  # build targets of services/Dockerfile
     env_defaults: Mapping[str, str]  # .env.example
+    compose_project: str  # docker-compose.yml's `name`, the prefix of the images it builds
     compose: Mapping[str, ComposeService]
     filebeat: dict[str, Any]
     logstash_settings: dict[str, Any]
@@ -70,13 +75,17 @@ class RepoSources:
         user = _USER.search(dockerfile)
         if user is None:
             raise SourceError(f"{DOCKERFILE}: no `useradd --uid N --gid N` to run as")
+        compose = _yaml(root / COMPOSE_FILE)
+        if not compose.get("name"):
+            raise SourceError(f"{COMPOSE_FILE}: no project `name`, which names the images")
         return cls(
             version=tomllib.loads((root / PYPROJECT).read_text())["project"]["version"],
             uid=int(user.group(1)),
             gid=int(user.group(2)),
             image_targets=frozenset(_TARGET.findall(dockerfile)),
             env_defaults=_env_file((root / ENV_EXAMPLE).read_text()),
-            compose=_compose_services(_yaml(root / COMPOSE_FILE)),
+            compose_project=compose["name"],
+            compose=_compose_services(compose),
             filebeat=_yaml(root / FILEBEAT_FILE),
             logstash_settings=_yaml(root / LOGSTASH_SETTINGS),
             logstash_pipelines=_yaml(root / LOGSTASH_PIPELINES),
@@ -103,11 +112,19 @@ class RepoSources:
             raise SourceError(f"{COMPOSE_FILE}: {service} sets no literal {name}")
         return value
 
+    def stop_grace_seconds(self, service: str) -> int:
+        """How long compose waits between SIGTERM and SIGKILL (stop_grace_period)."""
+        seconds = self.service(service).stop_grace_seconds
+        if seconds is None:
+            raise SourceError(f"{COMPOSE_FILE}: {service} sets no stop_grace_period")
+        return seconds
+
     def image(self, target: str) -> str:
-        """The name docker compose gives the image of one services/Dockerfile target."""
+        """The image docker compose builds for one services/Dockerfile target (compose names it
+        <project>-<service>), tagged with the project's version."""
         if target not in self.image_targets:
             raise SourceError(f"{DOCKERFILE}: no build target {target}")
-        return f"mlobs-{target}"  # compose's <project>-<service>; the project is `mlobs`
+        return f"{self.compose_project}-{target}:{self.version}"
 
 
 def _yaml(path: Path) -> Any:
@@ -126,9 +143,22 @@ def _memory(service: str, value: Any) -> str:
     return f"{match.group(1)}{_UNITS[match.group(2)]}"
 
 
+def _grace(service: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return math.ceil(duration_seconds(str(value)))
+    except ValueError as exc:
+        raise SourceError(f"{COMPOSE_FILE}: {service} stop_grace_period: {exc}") from None
+
+
 def _compose_services(compose: dict[str, Any]) -> dict[str, ComposeService]:
     return {
-        name: ComposeService(_memory(name, body["mem_limit"]), body.get("environment") or {})
+        name: ComposeService(
+            _memory(name, body["mem_limit"]),
+            body.get("environment") or {},
+            _grace(name, body.get("stop_grace_period")),
+        )
         for name, body in compose["services"].items()
         if "mem_limit" in body
     }
