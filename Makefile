@@ -19,12 +19,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 COMPOSE := docker compose
-DOCKER_HINT := Without Docker, `make local` runs the model servers, Prometheus, Alertmanager and alert-sink natively.
 
 check-docker:
-	@command -v docker >/dev/null || { echo "Docker is not installed. $(DOCKER_HINT)"; exit 1; }
-	@docker compose version >/dev/null 2>&1 || { echo "Docker Compose v2 (docker compose) is missing. $(DOCKER_HINT)"; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "The Docker daemon is not running (docker info failed). $(DOCKER_HINT)"; exit 1; }
+	@python3 docker/preflight.py --docker-only
 
 .env: .env.example
 	@python3 docker/make_env.py

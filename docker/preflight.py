@@ -1,79 +1,43 @@
 """Checks before `make up`: `python3 docker/preflight.py` (also `make preflight`).
 
-Docker Engine and Compose new enough for what the compose files use, every host port of the
-stack free, `vm.max_map_count` high enough for Elasticsearch on Linux, and memory available to
-Docker against the sum of the services' memory limits. Each failure prints the one-line fix;
-the exit status is 1 when anything failed. Standard library only: it runs before any virtual
-environment exists.
+Docker Engine and Compose new enough for the compose files, every host port of the stack free,
+`vm.max_map_count` high enough for Elasticsearch on Linux, and memory available to Docker against
+the sum of the services' memory limits. Each failure prints the one-line fix; the exit status is
+1 when anything failed. `--docker-only` checks Docker Engine and Compose alone and prints only
+failures (`make check-docker`, before `make down`, `ps`, `logs`, `scale`). Standard library only:
+it runs before any virtual environment exists.
 
-The readings (versions, sysctl, Docker's memory) are gathered in one place, `read_host`, so that
-the checks can be tested with readings of any host; ports are checked by binding them for real.
+The readings (versions, sysctl, Docker's memory, the compose files as `docker compose config`
+renders them) are gathered in one place, `read_host`, so that the checks can be tested with
+readings of any host; ports are checked by binding them for real.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-COMPOSE_FILES = ("docker-compose.yml", "docker/compose.e2e.yml", "docker/compose.scale.yml")
 MAX_MAP_COUNT = 262144  # Elasticsearch's bootstrap check (docs: "Virtual memory", vm.max_map_count)
 GIB = 1024**3
 
 Version = tuple[int, int, int]
 
-
-@dataclass(frozen=True)
-class Feature:
-    """Something the compose files or the Makefile use, and the release that brought it."""
-
-    component: str  # "engine" or "compose"
-    minimum: Version
-    pattern: str  # found in the text of the compose files and the Makefile
-    what: str
-
-
-# Where a feature is used, the component must be at least that release.
-FEATURES = (
-    Feature("compose", (2, 0, 0), r"\bservice_completed_successfully\b",
-            "depends_on: service_completed_successfully"),
-    Feature("compose", (2, 17, 0), r"--wait-timeout\b", "`up --wait --wait-timeout`"),
-    # docs.docker.com/reference/compose-file/merge/: the merge tags; `!override` is documented
-    # as "Requires: Docker Compose 2.24.4 and later", and `!reset` came with it in practice.
-    Feature("compose", (2, 24, 4), r"!(reset|override)\b", "the `!reset` / `!override` merge tags"),
-    Feature("compose", (2, 20, 2), r"^\s*start_interval:", "healthcheck start_interval"),
-    Feature("engine", (25, 0, 0), r"^\s*start_interval:", "healthcheck start_interval"),
-    Feature("engine", (17, 5, 0), r"^\s*start_period:", "healthcheck start_period (API 1.29)"),
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Requirement:
-    minimum: Version
-    because: tuple[str, ...]
-
-
-def required_versions(texts: Iterable[str]) -> dict[str, Requirement]:
-    """The minimum Engine and Compose releases for the features found in `texts`."""
-    text = "\n".join(texts)
-    found: dict[str, Requirement] = {}
-    for feature in FEATURES:
-        if not re.search(feature.pattern, text, re.MULTILINE):
-            continue
-        current = found.get(feature.component, Requirement((0, 0, 0), ()))
-        found[feature.component] = Requirement(
-            max(current.minimum, feature.minimum), (*current.because, feature.what)
-        )
-    return found
+# The oldest releases this stack runs on, and why (tests/unit/test_preflight.py fails when the
+# compose files stop using the merge tags, so that the floor can come down).
+# docs.docker.com/reference/compose-file/merge/ documents `!override` as "Requires: Docker Compose
+# 2.24.4 and later"; `!reset`, which docker/compose.scale.yml uses, came with it in practice.
+COMPOSE_MINIMUM: tuple[Version, str] = ((2, 24, 4), "the `!reset` merge tag (make scale)")
+# Healthchecks with start_period: Engine API 1.29, Docker 17.05.
+ENGINE_MINIMUM: tuple[Version, str] = ((17, 5, 0), "healthcheck start_period")
 
 
 def parse_version(text: str) -> Version | None:
@@ -200,22 +164,27 @@ def published_by_running(ps_output: str) -> set[int]:
     }
 
 
-def published_ports(compose_text: str) -> list[int]:
-    """Host ports of docker-compose.yml: every one is written "127.0.0.1:<host>:<container>"
-    (tests/unit/test_compose.py holds the file to that)."""
-    return sorted({int(port) for port in re.findall(r"127\.0\.0\.1:(\d+):\d+", compose_text)})
+def published_ports(config: dict) -> list[int]:
+    """The host ports of `docker compose config --format json`: each port an object whose
+    `published` is a string, a port or a range "8000-8001" (compose-go types/types.go,
+    ServicePortConfig)."""
+    ports: set[int] = set()
+    for service in config.get("services", {}).values():
+        for port in service.get("ports") or []:
+            if port.get("published"):
+                first, _, last = str(port["published"]).partition("-")
+                ports.update(range(int(first), int(last or first) + 1))
+    return sorted(ports)
 
 
 def memory_limits(config: dict) -> dict[str, int]:
-    """Each service's memory limit in bytes, from `docker compose config --format json` (which
-    writes mem_limit as a string of bytes: compose-go types/bytes.go, UnitBytes.MarshalJSON)."""
-    limits = {}
-    for name, service in config.get("services", {}).items():
-        limit = service.get("mem_limit") or (
-            service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
-        )
-        limits[name] = int(limit) if limit is not None else 0
-    return limits
+    """Each service's memory limit in bytes (0: none), from `docker compose config --format
+    json`, which writes mem_limit as a string of bytes (compose-go types/bytes.go,
+    UnitBytes.MarshalJSON)."""
+    return {
+        name: int(service.get("mem_limit") or 0)
+        for name, service in config.get("services", {}).items()
+    }
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -235,11 +204,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class Preflight:
-    """The checks, from readings and the stack's files."""
+    """The checks, from readings of the host."""
 
     host: HostReadings
-    ports: Sequence[int]
-    needs: dict[str, Requirement] = field(default_factory=dict)
     port_free: Callable[[int], bool] = port_is_free
 
     def findings(self) -> list[Finding]:
@@ -251,28 +218,29 @@ class Preflight:
             self.memory(),
         ]
 
-    def _version(self, component: str, have: Version | None, label: str, fix: str) -> Finding:
-        need = self.needs.get(component, Requirement((0, 0, 0), ()))
+    @staticmethod
+    def _version(
+        have: Version | None, minimum: tuple[Version, str], label: str, fix: str
+    ) -> Finding:
+        need, because = minimum
         if have is None:
             return Finding(label, "FAIL", "version unknown", fix)
-        if have < need.minimum:
+        if have < need:
             return Finding(
                 label,
                 "FAIL",
-                f"{shown(have)} is older than {shown(need.minimum)}, which this stack needs for "
-                + ", ".join(need.because),
+                f"{shown(have)} is older than {shown(need)}, which this stack needs for {because}",
                 fix,
             )
-        because = f" (needs {shown(need.minimum)}+: {', '.join(need.because)})"
-        return Finding(label, "ok", shown(have) + (because if need.because else ""))
+        return Finding(label, "ok", f"{shown(have)} (needs {shown(need)}+: {because})")
 
     def docker(self) -> Finding:
         problem = self.host.docker_problem
         if problem is not None:
             return Finding("Docker Engine", "FAIL", problem, _docker_fix(problem))
         return self._version(
-            "engine",
             self.host.engine,
+            ENGINE_MINIMUM,
             "Docker Engine",
             "upgrade Docker: https://docs.docker.com/engine/install/ (Docker Desktop: update it)",
         )
@@ -283,7 +251,7 @@ class Preflight:
             return Finding("Docker Compose", "skip", "needs the docker command first")
         if self.host.compose is None:
             return Finding("Docker Compose", "FAIL", self.host.compose_problem or "not found", fix)
-        finding = self._version("compose", self.host.compose, "Docker Compose", fix)
+        finding = self._version(self.host.compose, COMPOSE_MINIMUM, "Docker Compose", fix)
         if finding.status == "ok" and self.host.compose_config is None:
             return Finding(
                 "Docker Compose",
@@ -294,7 +262,10 @@ class Preflight:
         return finding
 
     def ports_free(self) -> Finding:
-        busy = [p for p in self.ports if p not in self.host.own_ports and not self.port_free(p)]
+        if self.host.compose_config is None:
+            return Finding("host ports", "skip", "needs a working Docker Compose")
+        ports = published_ports(self.host.compose_config)
+        busy = [p for p in ports if p not in self.host.own_ports and not self.port_free(p)]
         if busy:
             listed = " ".join(map(str, busy))
             return Finding(
@@ -304,9 +275,9 @@ class Preflight:
                 f"stop what holds them (`make down`, a `make local` run, or see `lsof -nP "
                 f"-iTCP:{busy[0]} -sTCP:LISTEN`)",
             )
-        mine = sorted(set(self.ports) & self.host.own_ports)
+        mine = sorted(set(ports) & self.host.own_ports)
         note = f" ({len(mine)} held by this stack, already running)" if mine else ""
-        return Finding("host ports", "ok", f"free: {' '.join(map(str, self.ports))}{note}")
+        return Finding("host ports", "ok", f"free: {' '.join(map(str, ports))}{note}")
 
     def map_count(self) -> Finding:
         if not self.host.platform.startswith("linux"):
@@ -364,7 +335,7 @@ def _docker_fix(problem: str) -> str:
 
 def report(findings: Sequence[Finding], write: Callable[[str], None] = print) -> bool:
     """Print one line per check and the fix under each failure; True when nothing failed."""
-    write("preflight for `make up`:")
+    write("preflight:")
     for finding in findings:
         write(f"  {finding.status:<4}  {finding.check}: {finding.detail}")
         if finding.status == "FAIL":
@@ -372,22 +343,21 @@ def report(findings: Sequence[Finding], write: Callable[[str], None] = print) ->
     return all(finding.status != "FAIL" for finding in findings)
 
 
-def stack_files(repo: Path = REPO) -> list[str]:
-    """The texts whose features set the minimum versions: the compose files and the Makefile."""
-    return [(repo / name).read_text() for name in (*COMPOSE_FILES, "Makefile")]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    preflight = Preflight(
-        host=read_host(),
-        ports=published_ports((REPO / "docker-compose.yml").read_text()),
-        needs=required_versions(stack_files()),
+    parser.add_argument(
+        "--docker-only",
+        action="store_true",
+        help="check Docker Engine and Compose only, and print only failures",
     )
-    with contextlib.suppress(BrokenPipeError):
-        ok = report(preflight.findings())
-    return 0 if ok else 1
+    args = parser.parse_args(argv)
+    preflight = Preflight(read_host())
+    if not args.docker_only:
+        return 0 if report(preflight.findings()) else 1
+    failed = [f for f in (preflight.docker(), preflight.compose()) if f.status == "FAIL"]
+    if failed:
+        report(failed)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

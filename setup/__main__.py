@@ -1,21 +1,24 @@
-"""`python -m setup [all|elasticsearch|kibana]`: the setup steps; each is safe to run again.
+"""`python -m setup [elasticsearch|kibana|all]`: the setup steps; each is safe to run again.
 
-compose runs `elasticsearch` once (Logstash starts when it has succeeded) and `kibana
---ready-file PATH` as a service of its own: it retries until the saved objects are imported,
-then creates PATH (the service's healthcheck) and keeps running until it is stopped, so that
-`docker compose up --wait` can wait for it without anything else waiting for it.
+compose runs `elasticsearch` once (Logstash and Kibana start when it has succeeded: Kibana logs
+in as `kibana_system`, whose password it sets) and `kibana --ready-file PATH` as a service of its
+own: it retries until the saved objects are imported, then creates PATH (the service's
+healthcheck) and keeps running until it is stopped, so that `docker compose up --wait` can wait
+for it without anything else waiting for it. SIGTERM or SIGINT stops any step as soon as the
+request in progress has ended: exit status 1 if it had not finished, 0 once the kibana service
+has imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from setup.elastic_setup import ElasticSetup, SetupConfig, SetupError
+from setup.elastic_setup import REQUIRED, ElasticSetup, SetupConfig, SetupError
 
 
 def _stop_on_signals() -> threading.Event:
@@ -31,25 +34,18 @@ def run(step: str, ready_file: Path | None) -> None:
     stop = _stop_on_signals()
     setup = ElasticSetup(SetupConfig.from_env(step=step))
     try:
-        if step == "all":
-            setup.run()
-        elif step == "elasticsearch":
-            setup.run_elasticsearch()
-        else:
-            # With a ready file the service's healthcheck is the judge: retry without deadline.
-            deadline = None if ready_file else time.monotonic() + setup.config.timeout
-            setup.run_kibana(deadline=deadline, stop=stop)
-            if ready_file is not None:
-                ready_file.write_text("saved objects imported\n")
-                stop.wait()
+        # With a ready file the service's healthcheck is the judge: retry without deadline.
+        setup.run_step(step, deadline=math.inf if ready_file else None, stop=stop)
+        if ready_file is not None:
+            ready_file.write_text("saved objects imported\n")
+            stop.wait()
     finally:
         setup.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m setup", description=__doc__.splitlines()[0])
-    steps = ["all", "elasticsearch", "kibana"]
-    parser.add_argument("step", nargs="?", default="all", choices=steps)
+    parser.add_argument("step", nargs="?", default="all", choices=list(REQUIRED))
     parser.add_argument(
         "--ready-file",
         type=Path,

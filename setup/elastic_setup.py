@@ -2,11 +2,12 @@
 
 The Elasticsearch step waits for Elasticsearch, sets the `kibana_system` password, and installs
 the ILM policy, the component and index templates of the data stream, and the writer and reader
-roles and users: Logstash needs all of it, so compose starts Logstash only once this step has
-succeeded. The Kibana step waits for Kibana and imports the saved objects; it retries on its own
-(Kibana may be slow, degraded or refuse an object) and nothing waits for it, so a Kibana problem
-never holds back the log pipeline. Every call is a PUT or an overwriting import, so running a step
-again changes nothing. Each failure names the step and what the server said.
+roles and users: Logstash needs all of it and Kibana logs in as `kibana_system`, so compose starts
+both only once this step has succeeded. The Kibana step waits for Kibana and imports the saved
+objects; it retries on its own (Kibana may be slow, degraded or refuse an object) and nothing
+waits for it, so a Kibana problem never holds back the log pipeline. Every call is a PUT or an
+overwriting import, so running a step again changes nothing. Each failure names the step and what
+the server said.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -37,7 +38,15 @@ class SetupError(RuntimeError):
     """A setup step failed; the message says which and why."""
 
 
-# What each step needs from the environment (.env); the Kibana step only logs in as elastic.
+class _NotYet(Exception):
+    """An attempt failed in a way a later attempt may not (a server still starting): retry."""
+
+
+T = TypeVar("T")
+
+
+# The steps ("all": both, one after the other) and what each needs from the environment (.env);
+# the Kibana step only logs in as elastic.
 REQUIRED = {
     "elasticsearch": {
         "elastic_password": "ELASTIC_PASSWORD",
@@ -128,24 +137,35 @@ class ElasticSetup:
         self.es.close()
         self.kibana.close()
 
-    def _wait(self, what: str, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.config.timeout
-        next_note = time.monotonic()
-        while True:
+    def _retry(
+        self,
+        what: str,
+        attempt: Callable[[], T],
+        deadline: float,
+        stop: threading.Event,
+        max_interval: float,
+    ) -> T:
+        """`attempt()` until it returns, again after each _NotYet or HTTP error: first after
+        poll_interval, then doubling up to max_interval. SetupError when the next try would come
+        after `deadline` (time.monotonic()) or once `stop` is set; any other error at once."""
+        delay, last, next_note = self.config.poll_interval, "not tried yet", time.monotonic()
+        while not stop.is_set():
             try:
-                if ready():
-                    return
-                last = "not ready yet"
+                return attempt()
+            except _NotYet as exc:
+                last = str(exc)
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() >= deadline:
-                raise SetupError(f"{what} not ready after {self.config.timeout:.0f}s ({last})")
+            if time.monotonic() + delay > deadline:
+                raise SetupError(f"{what}: not done within SETUP_TIMEOUT_SECONDS ({last})")
             if time.monotonic() >= next_note:
-                self.log(f"  waiting for {what} ({last})")
-                next_note += 15
-            time.sleep(self.config.poll_interval)
+                self.log(f"  {what}: retrying in {delay:.0f}s ({last})")
+                next_note = time.monotonic() + 15
+            stop.wait(delay)
+            delay = min(delay * 2, max_interval)
+        raise SetupError(f"{what}: stopped before it succeeded ({last})")
 
-    def _elasticsearch_ready(self) -> bool:
+    def _elasticsearch_ready(self) -> None:
         response = self.es.get(
             "/_cluster/health", params={"wait_for_status": "yellow", "timeout": "1s"}
         )
@@ -154,7 +174,8 @@ class ElasticSetup:
                 "Elasticsearch refused the elastic user: is ELASTIC_PASSWORD the one "
                 "the cluster was created with? (a changed password needs `make clean`)"
             )
-        return response.status_code == 200
+        if response.status_code != 200:
+            raise _NotYet(f"cluster health: HTTP {response.status_code}")
 
     def _put(self, step: str, path: str, body: dict[str, Any], method: str = "PUT") -> None:
         response = self.es.request(method, path, json=body)
@@ -229,45 +250,35 @@ class ElasticSetup:
         self.log(f"  ok  saved objects ({body.get('successCount', 0)} imported)")
         return int(body.get("successCount", 0))
 
-    def run_elasticsearch(self) -> None:
-        """The step that gates Logstash: Elasticsearch only, never Kibana."""
-        self.log(f"setup: waiting for Elasticsearch at {self.config.elasticsearch_url}")
-        self._wait("Elasticsearch", self._elasticsearch_ready)
-        self.configure_elasticsearch()
-        self.log("setup: Elasticsearch done")
+    def _import_attempt(self) -> int:
+        # No status gate: a degraded Kibana may still import, and one that is not ready answers
+        # 503, which is retried like any other failure.
+        try:
+            return self.import_saved_objects()
+        except SetupError as exc:
+            raise _NotYet(str(exc)) from exc
+        except ValueError as exc:  # a 200 that is not JSON: a proxy, a half-started Kibana
+            raise _NotYet(f"unreadable answer from Kibana: {exc}") from exc
 
-    def run_kibana(self, deadline: float | None = None, stop: threading.Event | None = None) -> int:
-        """Wait for Kibana and import the saved objects, retrying every failure (Kibana down or
-        degraded, an HTTP error, objects that failed) with a back-off, until it succeeds, until
-        `deadline` (time.monotonic(); None: no deadline) or until `stop` is set."""
+    def run_step(
+        self, step: str, deadline: float | None = None, stop: threading.Event | None = None
+    ) -> None:
+        """Run `step` (a key of REQUIRED), retrying what a starting server refuses, until it is
+        done, until `deadline` (time.monotonic(); None: SETUP_TIMEOUT_SECONDS from now;
+        math.inf: none) or until `stop` is set. The Elasticsearch step never calls Kibana."""
+        if step not in REQUIRED:
+            raise ValueError(f"unknown step {step!r}, not one of {', '.join(REQUIRED)}")
+        deadline = time.monotonic() + self.config.timeout if deadline is None else deadline
         stop = stop or threading.Event()
-        self.log(f"setup: importing the saved objects into Kibana at {self.config.kibana_url}")
-        delay, attempt, last = self.config.poll_interval, 0, "not tried yet"
-        while not stop.is_set():
-            attempt += 1
-            try:
-                # No status gate: a degraded Kibana may still import, and one that is not ready
-                # answers 503, which is retried like any other failure.
-                imported = self.import_saved_objects()
-            except SetupError as exc:
-                last = str(exc)
-            except ValueError as exc:  # a 200 that is not JSON: a proxy, a half-started Kibana
-                last = f"unreadable answer from Kibana: {exc}"
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                self.log("setup: Kibana done")
-                return imported
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise SetupError(f"Kibana saved objects not imported in time ({last})")
-            if attempt == 1 or delay >= self.config.max_retry_interval:
-                self.log(f"  retrying the Kibana step in {delay:.0f}s ({last})")
-            stop.wait(delay)
-            delay = min(delay * 2, self.config.max_retry_interval)
-        raise SetupError(f"Kibana step stopped before the import succeeded ({last})")
-
-    def run(self) -> None:
-        """Both steps, one after the other (`python -m setup` outside compose)."""
-        self.run_elasticsearch()
-        self.run_kibana(deadline=time.monotonic() + self.config.timeout)
-        self.log("setup: done")
+        c = self.config
+        if step in ("elasticsearch", "all"):
+            self.log(f"setup: waiting for Elasticsearch at {c.elasticsearch_url}")
+            self._retry("Elasticsearch", self._elasticsearch_ready, deadline, stop, c.poll_interval)
+            self.configure_elasticsearch()
+            self.log("setup: Elasticsearch done")
+        if step in ("kibana", "all"):
+            self.log(f"setup: importing the saved objects into Kibana at {c.kibana_url}")
+            self._retry(
+                "Kibana's saved objects", self._import_attempt, deadline, stop, c.max_retry_interval
+            )
+            self.log("setup: Kibana done")

@@ -17,13 +17,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.support.e2e_config import render_e2e_config
-from tests.support.preflight import load_preflight
+from tests.support.preflight import load_preflight, load_script
+from tests.support.stack_files import published_ports
 from tests.support.waiting import set_progress_reporter
 
 PROJECT = "mlobs-e2e"
@@ -52,15 +52,6 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"Docker end-to-end tests need Docker: {problem}")
     for item in e2e:
         item.add_marker(skip)
-
-
-def _env_values(path: Path) -> dict[str, str]:
-    pairs = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            pairs[key] = value
-    return pairs
 
 
 @dataclass
@@ -141,8 +132,7 @@ def stack(tmp_path_factory, request, terminal_progress) -> Iterator[Stack]:
     from testcontainers.compose import DockerCompose
 
     preflight = load_preflight()  # the port check of `make up`
-    ports = preflight.published_ports((REPO / "docker-compose.yml").read_text())
-    busy = [port for port in ports if not preflight.port_is_free(port)]
+    busy = [port for port in sorted(published_ports()) if not preflight.port_is_free(port)]
     if busy:
         pytest.fail(
             f"host ports in use: {busy}; the e2e stack publishes the same ports as `make up` "
@@ -160,7 +150,7 @@ def stack(tmp_path_factory, request, terminal_progress) -> Iterator[Stack]:
     os.environ["E2E_DIR"] = str(workdir / "config")
     os.environ["COMPOSE_PROJECT_NAME"] = PROJECT
     compose = DockerCompose(context=REPO, compose_file_name=COMPOSE_FILES, env_file=str(env_file))
-    running = Stack(compose, _env_values(env_file), terminal_progress)
+    running = Stack(compose, load_script("make_env").parse(env_file.read_text()), terminal_progress)
     try:
         try:
             running.up()

@@ -477,6 +477,7 @@ def test_a_stopped_model_server_fires_model_server_missing_then_resolves(stack):
         )
         with _grafana(stack) as grafana:
             missing = [t for t in _panel_targets(grafana) if t.only_when_a_target_is_missing]
+            assert missing, "no panel shows a model whose target is missing"
             for target in missing:  # the dashboard shows the missing model too
                 wait_for(f"rows from {target.name}", lambda t=target: t.run(grafana)[0] > 0,
                          timeout=120, every=5)  # fmt: skip

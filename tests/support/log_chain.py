@@ -18,6 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import logstash_pipeline_parser
@@ -146,7 +147,8 @@ def _get(event: dict, reference: str) -> Any:
     return field(event, reference if reference.startswith("[") else f"[{reference}]")
 
 
-def _options(body: list) -> dict[str, Any]:
+def options(body: list) -> dict[str, Any]:
+    """A parsed plugin's options by name: one value as itself, several as their list."""
     return {key: value[0] if len(value) == 1 else value for key, value in body}
 
 
@@ -215,11 +217,11 @@ def _run(plugins: list, event: dict) -> None:
             if not taken:
                 _run(body, event)
         elif name == "fingerprint":
-            _fingerprint(event, _options(body))
+            _fingerprint(event, options(body))
         elif name == "date":
-            _date(event, _options(body))
+            _date(event, options(body))
         elif name == "mutate":
-            _mutate(event, _options(body))
+            _mutate(event, options(body))
         else:
             raise NotImplementedError(f"filter {name}")
 
@@ -238,16 +240,16 @@ def _sprintf(event: dict, template: str) -> str:
     return str(_get(event, template[2:-1]))
 
 
+@cache
 def pipeline() -> list:
-    """The parsed generated pipeline."""
+    """The parsed generated pipeline (shared: read it, never change it)."""
     text = (REPO / "logstash/pipeline/inference.conf").read_text()
     return logstash_pipeline_parser.Pipeline(text).parse()
 
 
 def logstash(beat_event: dict, tree: list | None = None) -> Indexed:
     """The document the pipeline makes of one Filebeat event."""
-    tree = tree if tree is not None else pipeline()
-    sections = dict((name, body) for name, body in tree)
+    sections = dict(tree if tree is not None else pipeline())
     # The beats input: `message` decoded by the plain codec (ECS mode keeps the original), the
     # rest merged over it, the codec tag.
     event = copy.deepcopy(beat_event)
@@ -257,12 +259,12 @@ def logstash(beat_event: dict, tree: list | None = None) -> Indexed:
     _tag(event, CODEC_TAG)
     _run(sections["filter"], event)
     [(output, body)] = sections["output"]
-    options = _options(body)
-    if output != "elasticsearch" or options.get("data_stream") != "true":
+    settings = options(body)
+    if output != "elasticsearch" or settings.get("data_stream") != "true":
         raise NotImplementedError(f"output {output}")
     event["data_stream"] = {
-        "type": options["data_stream_type"],
-        "dataset": options["data_stream_dataset"],
-        "namespace": options["data_stream_namespace"],
+        "type": settings["data_stream_type"],
+        "dataset": settings["data_stream_dataset"],
+        "namespace": settings["data_stream_namespace"],
     }
-    return Indexed(event, _sprintf(event, options["document_id"]))
+    return Indexed(event, _sprintf(event, settings["document_id"]))

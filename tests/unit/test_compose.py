@@ -12,54 +12,25 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from mlobs.settings import Settings
 from setup.elastic_setup import SetupConfig
 from tests.conftest import REPO, REQUIRE_TOOLS
+from tests.support.stack_files import (
+    COMPOSE_FILES,
+    GIB,
+    MIB,
+    bytes_of,
+    compose,
+    env_example,
+    load_compose,
+    published_ports,
+    seconds,
+)
 
-COMPOSE_FILES = ["docker-compose.yml", "docker/compose.e2e.yml", "docker/compose.scale.yml"]
-GIB = 1024**3
-MIB = 1024**2
+SERVICES = compose()["services"]
 # What `make up` asks of Docker (README, "Quick start"); the preflight checks the real sum.
 STACK_MEMORY = 7 * GIB
-_SIZE = re.compile(r"^(\d+)([kmg])(?:i?b)?$", re.IGNORECASE)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
-class _ComposeLoader(yaml.SafeLoader):
-    """YAML with Compose's `!reset` tag (it clears a value in an override file)."""
-
-
-_ComposeLoader.add_constructor("!reset", lambda loader, node: [])
-
-
-def _load(name: str) -> dict:
-    return yaml.load((REPO / name).read_text(), Loader=_ComposeLoader)
-
-
-COMPOSE = _load("docker-compose.yml")
-SERVICES = COMPOSE["services"]
-
-
-def _env_example() -> set[str]:
-    return {
-        line.split("=", 1)[0]
-        for line in (REPO / ".env.example").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-
-
-def _bytes(size: str) -> int:
-    number, unit = _SIZE.match(size).groups()
-    return int(number) * {"k": 1024, "m": MIB, "g": GIB}[unit.lower()]
-
-
-def _seconds(duration: str) -> float:
-    """A Compose duration ("1m30s", "750s") in seconds."""
-    assert re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h))+", duration), duration
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[unit] for n, unit in _DURATION.findall(duration))
 
 
 def _one_shot(service: dict) -> bool:
@@ -91,9 +62,9 @@ def _healthcheck(name: str) -> str | dict | None:
 
 def _start_period(check: str | dict) -> float | None:
     if isinstance(check, dict):
-        return _seconds(check["start_period"]) if "start_period" in check else None
+        return seconds(check["start_period"]) if "start_period" in check else None
     match = re.search(r"--start-period=(\S+)", check)
-    return _seconds(match.group(1)) if match else None
+    return seconds(match.group(1)) if match else None
 
 
 def _depends_on(name: str) -> set[str]:
@@ -124,7 +95,7 @@ def test_compose_files_validate_against_the_compose_specification(name):
     validator = jsonschema.Draft7Validator(_schema())
     errors = [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in validator.iter_errors(_load(name))
+        for e in validator.iter_errors(load_compose(name))
     ]
     assert errors == []
 
@@ -151,7 +122,7 @@ def test_every_long_running_service_has_a_healthcheck_with_a_start_period():
 
 
 def test_every_service_has_a_memory_limit_and_the_stack_fits_the_documented_budget():
-    limits = {name: _bytes(service["mem_limit"]) for name, service in SERVICES.items()}
+    limits = {name: bytes_of(service["mem_limit"]) for name, service in SERVICES.items()}
     assert set(limits) == set(SERVICES)
     assert sum(limits.values()) <= STACK_MEMORY, {k: v // MIB for k, v in limits.items()}
 
@@ -160,7 +131,11 @@ def test_every_service_has_a_memory_limit_and_the_stack_fits_the_documented_budg
 # "Hardware recommendations": 512 MB); what ECK gives Kibana and Elasticsearch by default
 # (elastic/cloud-on-k8s pkg/controller/kibana/pod.go: 1Gi; Elasticsearch: 2Gi).
 DOCUMENTED_MINIMUM = {"grafana": 512 * MIB, "kibana": GIB, "elasticsearch": 2 * GIB}
-JVM_OVERHEAD = 256 * MIB  # metaspace, code cache, thread stacks, GC structures
+# What a JVM takes besides heap and direct memory: metaspace, code cache, thread stacks, GC
+# structures. Logstash's JRuby compiles the pipeline and its Ruby plugins into far more classes
+# and code: docker-compose.yml counts ~500 MiB for it.
+ELASTICSEARCH_OVERHEAD = 256 * MIB
+LOGSTASH_OVERHEAD = 512 * MIB
 NODE_OVERHEAD = 256 * MIB  # V8's young generation and code, native buffers
 JVM_IMAGES = ("docker.elastic.co/elasticsearch/", "docker.elastic.co/logstash/")
 NODE_IMAGES = ("docker.elastic.co/kibana/",)
@@ -170,15 +145,15 @@ def _image(name: str) -> str:
     return SERVICES[name].get("image", "")
 
 
-def _jvm_budget(name: str, options: str, direct_default: float) -> tuple[int, str]:
+def _jvm_budget(name: str, options: str, direct_default: float, overhead: int) -> tuple[int, str]:
     heaps = re.findall(r"-Xm([sx])(\d+[kmg])", options)
     assert {kind for kind, _ in heaps} == {"s", "x"}, f"{name}: set -Xms and -Xmx"
     assert len({size for _, size in heaps}) == 1, f"{name}: -Xms must equal -Xmx"
-    heap = _bytes(heaps[0][1])
+    heap = bytes_of(heaps[0][1])
     direct = re.search(r"-XX:MaxDirectMemorySize=(\d+[kmg])", options)
-    direct_bytes = _bytes(direct.group(1)) if direct else int(heap * direct_default)
-    how = f"heap {heap // MIB} + direct {direct_bytes // MIB} + {JVM_OVERHEAD // MIB} MiB"
-    return heap + direct_bytes + JVM_OVERHEAD, how
+    direct_bytes = bytes_of(direct.group(1)) if direct else int(heap * direct_default)
+    how = f"heap {heap // MIB} + direct {direct_bytes // MIB} + {overhead // MIB} MiB"
+    return heap + direct_bytes + overhead, how
 
 
 def _heap_budget(name: str) -> tuple[int, str] | None:
@@ -188,22 +163,22 @@ def _heap_budget(name: str) -> tuple[int, str] | None:
     image = _image(name)
     if image.startswith("docker.elastic.co/elasticsearch/"):
         # JvmErgonomics.java (elastic/elasticsearch): MaxDirectMemorySize = heap / 2 unless set.
-        return _jvm_budget(name, environment["ES_JAVA_OPTS"], 0.5)
+        return _jvm_budget(name, environment["ES_JAVA_OPTS"], 0.5, ELASTICSEARCH_OVERHEAD)
     if image.startswith("docker.elastic.co/logstash/"):
         # The JVM's default: as much direct memory as heap (Logstash docs, "JVM settings").
-        return _jvm_budget(name, environment["LS_JAVA_OPTS"], 1.0)
+        return _jvm_budget(name, environment["LS_JAVA_OPTS"], 1.0, LOGSTASH_OVERHEAD)
     if image.startswith(NODE_IMAGES):
         old_space = re.search(r"--max-old-space-size=(\d+)", environment.get("NODE_OPTIONS", ""))
         assert old_space, f"{name}: set NODE_OPTIONS=--max-old-space-size, not Node's guess"
         heap = int(old_space.group(1)) * MIB
         return heap + NODE_OVERHEAD, f"old space {heap // MIB} + {NODE_OVERHEAD // MIB} MiB"
     limit = environment.get("GOMEMLIMIT")
-    return (_bytes(limit), f"GOMEMLIMIT {limit}") if limit else None
+    return (bytes_of(limit), f"GOMEMLIMIT {limit}") if limit else None
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_each_runtime_heap_fits_its_memory_limit_with_headroom(name):
-    limit = _bytes(SERVICES[name]["mem_limit"])
+    limit = bytes_of(SERVICES[name]["mem_limit"])
     assert limit >= DOCUMENTED_MINIMUM.get(name, 0), f"{name}: below its documented need"
     if _image(name).startswith((*JVM_IMAGES, *NODE_IMAGES)):
         assert _heap_budget(name) is not None, f"{name}: a JVM or Node service without heap size"
@@ -213,7 +188,7 @@ def test_each_runtime_heap_fits_its_memory_limit_with_headroom(name):
         assert needed <= limit, f"{name}: {how} = {needed // MIB} MiB > limit {limit // MIB} MiB"
     if _image(name).startswith("docker.elastic.co/elasticsearch/"):
         heap = re.search(r"-Xmx(\d+[kmg])", SERVICES[name]["environment"]["ES_JAVA_OPTS"])[1]
-        assert _bytes(heap) <= limit // 2, "Elasticsearch's heap: at most half of its memory"
+        assert bytes_of(heap) <= limit // 2, "Elasticsearch's heap: at most half of its memory"
 
 
 def test_every_host_port_is_bound_to_loopback():
@@ -223,9 +198,7 @@ def test_every_host_port_is_bound_to_loopback():
 
 
 def test_design_ports():
-    published = {
-        name: int(port.split(":")[1]) for name, s in SERVICES.items() for port in s.get("ports", [])
-    }
+    published = {name: host for name in SERVICES for host in published_ports(name)}
     assert published == {
         "anomaly-detector": 8001,
         "chatbot": 8002,
@@ -240,16 +213,15 @@ def test_design_ports():
 
 
 def test_every_bind_mounted_file_exists():
-    for name in ("docker-compose.yml",):
-        for service in _load(name)["services"].values():
-            for volume in service.get("volumes", []):
-                source = volume.split(":")[0]
-                if source.startswith("./"):
-                    assert (REPO / source).exists(), source
+    for service in SERVICES.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), source
 
 
 def test_every_variable_the_compose_files_use_is_declared():
-    declared = _env_example() | {"E2E_DIR"}  # set by the e2e tests for their override
+    declared = set(env_example()) | {"E2E_DIR"}  # set by the e2e tests for their override
     for name in COMPOSE_FILES:
         text = (REPO / name).read_text()
         used = set(re.findall(r"(?<!\$)\$\{(\w+)", text))
@@ -313,8 +285,8 @@ def test_the_kibana_step_retries_on_its_own_within_kibanas_budget():
     # Not called unhealthy while Kibana itself may still become healthy, plus one pause of the
     # step's back-off.
     kibana = SERVICES["kibana"]["healthcheck"]
-    budget = _seconds(kibana["start_period"]) + _seconds(kibana["interval"]) * kibana["retries"]
-    start_period = _seconds(kibana_setup["healthcheck"]["start_period"])
+    budget = seconds(kibana["start_period"]) + seconds(kibana["interval"]) * kibana["retries"]
+    start_period = seconds(kibana_setup["healthcheck"]["start_period"])
     assert start_period >= budget + SetupConfig.max_retry_interval
 
 
@@ -333,7 +305,7 @@ def test_model_servers_get_longer_to_stop_than_they_drain():
         grace = float(
             environment.get("MLOBS_SHUTDOWN_GRACE_SECONDS", Settings().shutdown_grace_seconds)
         )
-        stop = _seconds(SERVICES[name].get("stop_grace_period", "10s"))
+        stop = seconds(SERVICES[name].get("stop_grace_period", "10s"))
         assert stop >= grace + flush_margin, f"{name}: stops after {stop}s, drains for {grace}s"
 
 

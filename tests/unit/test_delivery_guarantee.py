@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.support.stack_files import compose, filebeat_config
 
 AT_LEAST_ONCE = re.compile(
     r"at[- ]least[- ]once|nothing (?:acknowledged )?is lost|no (?:acknowledged )?event is lost",
@@ -62,10 +63,9 @@ def test_the_stated_guarantee_matches_the_checkpoint_setting(document):
 
 def test_filebeat_keeps_its_registry_on_a_volume():
     """The other half: Filebeat resends what Logstash did not acknowledge, after its restart too."""
-    registry = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())["path.data"]
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    registry = filebeat_config()["path.data"]
     mounts = {
         volume.split(":")[1]: volume.split(":")[0]
-        for volume in compose["services"]["filebeat"]["volumes"]
+        for volume in compose()["services"]["filebeat"]["volumes"]
     }
-    assert registry in mounts and mounts[registry] in compose["volumes"]
+    assert registry in mounts and mounts[registry] in compose()["volumes"]

@@ -6,7 +6,9 @@ Elasticsearch step (which gates Logstash) never touches Kibana; the Kibana step 
 from __future__ import annotations
 
 import json
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -53,12 +55,7 @@ def _run(fake: FakeElastic, timeout: float = 10.0, step: str = "all", **env: str
     with serve_fake(fake) as url:
         setup = _setup(url, lines, timeout, **env)
         try:
-            if step == "all":
-                setup.run()
-            elif step == "elasticsearch":
-                setup.run_elasticsearch()
-            else:
-                setup.run_kibana(deadline=time.monotonic() + timeout)
+            setup.run_step(step)
         finally:
             setup.close()
     return lines
@@ -82,7 +79,7 @@ def test_setup_creates_users_roles_templates_policy_and_saved_objects():
     assert stored["/_security/user/mlobs_grafana_reader"]["roles"] == ["mlobs_inference_reader"]
     ndjson = (REPO / "kibana/saved-objects.ndjson").read_text().splitlines()
     assert len(fake.saved_objects) == len([line for line in ndjson if line.strip()])
-    assert lines[-1] == "setup: done"
+    assert lines[-1] == "setup: Kibana done"
 
 
 def test_a_second_run_changes_nothing_and_succeeds():
@@ -154,23 +151,19 @@ def test_the_kibana_step_retries_a_kibana_that_is_not_ready_and_failed_imports()
 
 
 def test_the_kibana_step_gives_up_at_its_deadline_naming_the_last_failure():
-    with pytest.raises(SetupError, match=r"not imported in time \(.*ConnectError"):
-        lines: list[str] = []
-        setup = _setup(NOBODY, lines)
-        try:
-            setup.run_kibana(deadline=time.monotonic() + 0.5)
-        finally:
-            setup.close()
+    with pytest.raises(SetupError, match=r"not done within SETUP_TIMEOUT_SECONDS \(.*ConnectError"):
+        _run(FakeElastic(), timeout=0.5, step="kibana", KIBANA_URL=NOBODY)
 
 
-def test_the_kibana_step_stops_when_asked():
+@pytest.mark.parametrize("step", ["elasticsearch", "kibana", "all"])
+def test_every_step_stops_when_asked(step):
     lines: list[str] = []
     setup = _setup(NOBODY, lines)
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     try:
-        with pytest.raises(SetupError, match="stopped before the import succeeded"):
-            setup.run_kibana(stop=stop)
+        with pytest.raises(SetupError, match="stopped before it succeeded"):
+            setup.run_step(step, deadline=math.inf, stop=stop)
     finally:
         setup.close()
 
@@ -223,8 +216,35 @@ def test_compose_commands_kibana_service_becomes_ready_and_stops_cleanly(tmp_pat
     assert fake.saved_objects
 
 
+@pytest.mark.parametrize(
+    ("step", "signum"),
+    [("elasticsearch", signal.SIGTERM), ("all", signal.SIGINT)],
+    ids=["elasticsearch-SIGTERM", "all-SIGINT"],
+)
+def test_a_signal_stops_a_step_that_is_still_waiting(step, signum):
+    """`docker compose stop` (SIGTERM) or Ctrl-C (SIGINT) while Elasticsearch is unreachable:
+    the step ends now, not after SETUP_TIMEOUT_SECONDS, and says it did not finish."""
+    env = {**ENV, "ELASTICSEARCH_URL": NOBODY, "KIBANA_URL": NOBODY}
+    process = _python_m_setup(step, env={**env, "SETUP_TIMEOUT_SECONDS": "600"})
+    try:
+        # The first line comes once the signal handlers are installed.
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "no output from python -m setup in 60 s"
+        assert process.stdout.readline().startswith("setup: waiting for Elasticsearch")
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, output
+    assert f"setup ({step}) failed: Elasticsearch: stopped before it succeeded" in output
+
+
 def test_elasticsearch_that_never_comes_up_times_out_with_a_message():
-    with pytest.raises(SetupError, match="Elasticsearch not ready after 1s"):
+    with pytest.raises(
+        SetupError, match=r"Elasticsearch: not done within .* \(cluster health: HTTP 503"
+    ):
         _run(FakeElastic(unavailable_calls=10_000), timeout=1)
 
 

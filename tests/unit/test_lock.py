@@ -16,14 +16,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.conftest import REPO
+from tests.support.stack_files import env_example
 
 LOCK = REPO / "docker/requirements.lock"
 DOCKERFILE = REPO / "services/Dockerfile"
 
 
 def _python_version() -> str:
-    [version] = re.findall(r"^PYTHON_VERSION=(\S+)$", (REPO / ".env.example").read_text(), re.M)
-    return version
+    return env_example()["PYTHON_VERSION"]
 
 
 # The images: python:<PYTHON_VERSION>-slim on linux, for both architectures Docker builds.

@@ -8,7 +8,6 @@ import json
 import re
 from datetime import datetime
 
-import logstash_pipeline_parser
 import pytest
 import yaml
 
@@ -24,6 +23,14 @@ from tests.support.log_chain import (
     filebeat,
     filebeat_processors,
     logstash,
+    options,
+    pipeline,
+)
+from tests.support.stack_files import (
+    env_example,
+    filebeat_config,
+    filebeat_input,
+    published_ports,
 )
 
 SPEC = load_spec(REPO / "observability.yaml")
@@ -188,35 +195,22 @@ def test_index_template_targets_the_data_stream_above_the_builtin_logs_template(
 # --- Logstash --------------------------------------------------------------------------------
 
 
-def _pipeline() -> list:
-    text = (REPO / "logstash/pipeline/inference.conf").read_text()
-    return logstash_pipeline_parser.Pipeline(text).parse()
-
-
-def _section(tree: list, name: str) -> list:
-    return next(body for section, body in tree if section == name)
-
-
-def _options(plugin_body: list) -> dict:
-    return {key: value[0] if len(value) == 1 else value for key, value in plugin_body}
-
-
 def test_logstash_pipeline_has_the_beats_input():
-    [(name, body)] = _section(_pipeline(), "input")
-    assert name == "beats" and _options(body)["port"] == 5044
+    [(name, body)] = dict(pipeline())["input"]
+    assert name == "beats" and options(body)["port"] == 5044
 
 
 def test_logstash_filters_are_in_the_order_that_keeps_events_out_of_the_dlq():
-    filters = _section(_pipeline(), "filter")
+    filters = dict(pipeline())["filter"]
     names = [item[0] for item in filters]
     assert names.index("fingerprint") < names.index("date")  # fingerprint reads `timestamp`
     assert names.index("mutate") < names.index("if")  # convert before comparing
-    fingerprint = _options(filters[names.index("fingerprint")][1])
+    fingerprint = options(filters[names.index("fingerprint")][1])
     assert fingerprint["target"] == DOCUMENT_ID_FIELD
     assert "request_id" in fingerprint["source"] and fingerprint["method"] == "SHA256"
-    date = _options(filters[names.index("date")][1])
+    date = options(filters[names.index("date")][1])
     assert date["match"] == ["timestamp", "ISO8601"] and date["target"] == "@timestamp"
-    convert = _options(filters[names.index("mutate")][1])["convert"]
+    convert = options(filters[names.index("mutate")][1])["convert"]
     assert convert == [["confidence", ["float"]]]
     # The comparison itself: tests/unit/test_low_confidence_definition.py.
     condition = filters[names.index("if")][1]
@@ -225,18 +219,18 @@ def test_logstash_filters_are_in_the_order_that_keeps_events_out_of_the_dlq():
 
 
 def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
-    [(name, body)] = _section(_pipeline(), "output")
-    options = _options(body)
+    [(name, body)] = dict(pipeline())["output"]
+    settings = options(body)
     assert name == "elasticsearch"
-    assert options["data_stream"] == "true"
+    assert settings["data_stream"] == "true"
     assert (
-        options["data_stream_type"],
-        options["data_stream_dataset"],
-        options["data_stream_namespace"],
+        settings["data_stream_type"],
+        settings["data_stream_dataset"],
+        settings["data_stream_namespace"],
     ) == ("logs", "mlobs.inference", "default")
-    assert options["document_id"] == f"%{{[{DOCUMENT_ID_FIELD}]}}"
-    assert options["user"] == "${LOGSTASH_WRITER_USER}"
-    assert options["password"] == "${LOGSTASH_WRITER_PASSWORD}"
+    assert settings["document_id"] == f"%{{[{DOCUMENT_ID_FIELD}]}}"
+    assert settings["user"] == "${LOGSTASH_WRITER_USER}"
+    assert settings["password"] == "${LOGSTASH_WRITER_PASSWORD}"
     # Rejected in data-stream mode, or gone from plugin 12: Logstash would not start.
     rejected = {
         "index",
@@ -251,7 +245,7 @@ def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
         "doc_as_upsert",
         "action",
     }
-    assert not rejected & set(options)
+    assert not rejected & set(settings)
 
 
 def test_logstash_settings_keep_a_dead_letter_queue():
@@ -265,8 +259,7 @@ def test_logstash_settings_keep_a_dead_letter_queue():
 
 
 def test_filebeat_reads_the_shared_log_files_and_ships_to_logstash():
-    config = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
-    [source] = config["filebeat.inputs"]
+    config, source = filebeat_config(), filebeat_input()
     assert source["type"] == "filestream" and source["id"]
     # Which names the globs match: tests/unit/test_log_rotation_globs.py.
     assert all(path.startswith("/var/log/mlobs/") for path in source["paths"])
@@ -287,11 +280,10 @@ def test_filebeat_ships_the_inference_events_of_the_log_file_and_nothing_else(
     every_line = [line for line in log_file.read_text().splitlines() if line.strip()]
     others = [line for line in every_line if line not in inference]
     assert {json.loads(line)["message"] for line in others} >= {"server_ready", "faults_set"}
-    config = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
-    [source] = config["filebeat.inputs"]
+    processors = filebeat_input().get("processors", [])
 
     def shipped(line: str) -> bool:
-        return filebeat_processors(filebeat(line), source.get("processors", [])) is not None
+        return filebeat_processors(filebeat(line), processors) is not None
 
     assert [line for line in others if shipped(line)] == []
     assert all(shipped(line) for line in inference)
@@ -300,12 +292,6 @@ def test_filebeat_ships_the_inference_events_of_the_log_file_and_nothing_else(
 
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-def _published_ports(service: str) -> set[int]:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    ports = compose["services"][service].get("ports", [])
-    return {int(str(port).rsplit(":", 1)[1]) for port in ports}
 
 
 @pytest.mark.parametrize(
@@ -321,7 +307,7 @@ def test_an_api_listens_beyond_loopback_only_where_compose_publishes_it(
     """A published port needs the container's own interfaces; anything else stays on loopback
     (the healthchecks run inside the container)."""
     settings = yaml.safe_load((REPO / config).read_text())
-    published = settings[port_key] in _published_ports(service)
+    published = settings[port_key] in published_ports(service).values()
     assert (settings[host_key] not in _LOOPBACK) == published, (
         f"{config}: {host_key} {settings[host_key]} but compose "
         f"{'publishes' if published else 'does not publish'} port {settings[port_key]}"
@@ -340,17 +326,8 @@ CONFIGS_WITH_VARIABLES = [
 ]
 
 
-def _env_example() -> dict[str, str]:
-    pairs = {}
-    for line in (REPO / ".env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value
-    return pairs
-
-
 def test_every_variable_a_config_uses_is_in_env_example():
-    declared = set(_env_example())
+    declared = set(env_example())
     for config in CONFIGS_WITH_VARIABLES:
         used = set(_VARIABLE.findall((REPO / config).read_text()))
         assert used <= declared, f"{config}: {sorted(used - declared)} missing from .env.example"
@@ -359,12 +336,12 @@ def test_every_variable_a_config_uses_is_in_env_example():
 def test_every_variable_setup_reads_is_in_env_example():
     source = (REPO / "setup/elastic_setup.py").read_text()
     used = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', source)) - {"GET", "PUT", "POST"}
-    assert used <= set(_env_example()), sorted(used - set(_env_example()))
-    SetupConfig.from_env({k: v or "x" for k, v in _env_example().items()})
+    assert used <= set(env_example()), sorted(used - set(env_example()))
+    SetupConfig.from_env({k: v or "x" for k, v in env_example().items()})
 
 
 def test_env_example_holds_no_secret():
-    for key, value in _env_example().items():
+    for key, value in env_example().items():
         if any(word in key for word in ("PASSWORD", "KEY", "TOKEN", "SECRET")):
             assert value == "", f"{key} must be empty in .env.example"
 

@@ -15,11 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mlobs.logs import RotatingFile
 from mlobs.settings import Settings
-from tests.conftest import REPO
+from tests.support.stack_files import compose, filebeat_input
 
 LOG_DIR = "/var/log/mlobs"  # where compose mounts the shared volume, in every container
 
@@ -53,9 +52,7 @@ def go_glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _globs() -> list[re.Pattern[str]]:
-    config = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
-    [source] = config["filebeat.inputs"]
-    return [go_glob_regex(path) for path in source["paths"]]
+    return [go_glob_regex(path) for path in filebeat_input()["paths"]]
 
 
 def _read_by_filebeat(name: str) -> bool:
@@ -64,10 +61,9 @@ def _read_by_filebeat(name: str) -> bool:
 
 def _stack_backups() -> int:
     """MLOBS_LOG_BACKUP_COUNT of the compose model servers, or the library's default."""
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     counts = {
         int(service["environment"].get("MLOBS_LOG_BACKUP_COUNT", Settings.log_backup_count))
-        for service in compose["services"].values()
+        for service in compose()["services"].values()
         if "MLOBS_LOG_FILE" in (service.get("environment") or {})
     }
     assert counts, "no model server writes a log file in docker-compose.yml"

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import logstash_pipeline_parser
 import pytest
 import yaml
 from luqum.parser import parser as lucene
@@ -24,6 +23,7 @@ from luqum.tree import Range, SearchField, To, Word
 
 from mlobs.spec import load_spec
 from tests.conftest import REPO
+from tests.support.log_chain import pipeline
 from tests.support.logstash_conditions import EvaluationError, conditionals, evaluate, tags_added
 
 THRESHOLD = load_spec(REPO / "observability.yaml").alerts.low_confidence.confidence_threshold
@@ -89,14 +89,9 @@ def _order(term: list) -> Definition | None:
     raise AssertionError(f"Logstash compares confidence as {term}: not an upper bound")
 
 
-def _pipeline_filters() -> list:
-    text = (REPO / "logstash/pipeline/inference.conf").read_text()
-    tree = logstash_pipeline_parser.Pipeline(text).parse()
-    return next(body for section, body in tree if section == "filter")
-
-
 def _tagging_condition() -> list:
-    [condition] = [c for c, body in conditionals(_pipeline_filters()) if TAG in tags_added(body)]
+    filters = dict(pipeline())["filter"]
+    [condition] = [c for c, body in conditionals(filters) if TAG in tags_added(body)]
     return condition
 
 

@@ -4,7 +4,9 @@ for real on this machine."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -15,24 +17,33 @@ import pytest
 from native.processes import free_port
 from tests.conftest import REPO
 from tests.support.preflight import load_preflight
-from tests.unit.test_compose import COMPOSE, _bytes
+from tests.support.stack_files import COMPOSE_FILES, GIB, bytes_of, compose
 
 preflight = load_preflight()
 
-GIB = 1024**3
-NEEDS = preflight.required_versions(preflight.stack_files())
-PORTS = preflight.published_ports((REPO / "docker-compose.yml").read_text())
 
-
-def _compose_config() -> dict:
-    """What `docker compose config --format json` says about docker-compose.yml's limits: every
-    mem_limit as a string of bytes (compose-go's UnitBytes.MarshalJSON)."""
+def _port(published: int | str, target: int = 8080) -> dict:
+    """A port as `docker compose config --format json` writes it (compose-go types/types.go,
+    ServicePortConfig: `published` is a string)."""
     return {
-        "services": {
-            name: {"mem_limit": str(_bytes(service["mem_limit"]))}
-            for name, service in COMPOSE["services"].items()
-        }
+        "mode": "ingress",
+        "host_ip": "127.0.0.1",
+        "target": target,
+        "published": str(published),
+        "protocol": "tcp",
     }
+
+
+def _compose_config(ports: Sequence[int] = ()) -> dict:
+    """What `docker compose config --format json` says about docker-compose.yml: every mem_limit
+    as a string of bytes (compose-go's UnitBytes.MarshalJSON). The host ports are `ports`, not the
+    stack's, which programs on this machine may hold."""
+    services = {
+        name: {"mem_limit": str(bytes_of(service["mem_limit"]))}
+        for name, service in compose()["services"].items()
+    }
+    services["grafana"]["ports"] = [_port(port) for port in ports]
+    return {"services": services}
 
 
 def _healthy_host(**changes) -> preflight.HostReadings:
@@ -43,13 +54,13 @@ def _healthy_host(**changes) -> preflight.HostReadings:
         "compose": (2, 39, 1),
         "max_map_count": 262144,
         "docker_memory": 16 * GIB,
-        "compose_config": _compose_config(),
+        "compose_config": _compose_config([free_port()]),
     }
     return preflight.HostReadings(**{**readings, **changes})
 
 
-def _findings(host: preflight.HostReadings, ports: Sequence[int] = (), **kw) -> dict:
-    checks = preflight.Preflight(host=host, ports=ports, needs=NEEDS, **kw).findings()
+def _findings(host: preflight.HostReadings, **kw) -> dict:
+    checks = preflight.Preflight(host=host, **kw).findings()
     return {finding.check: finding for finding in checks}
 
 
@@ -63,15 +74,20 @@ def busy_port() -> Iterator[int]:
 
 
 def test_a_healthy_host_passes_every_check():
-    findings = _findings(_healthy_host(), [free_port()])
+    findings = _findings(_healthy_host())
     assert {f.check: f.status for f in findings.values()} == dict.fromkeys(findings, "ok")
 
 
-def test_the_version_floor_follows_what_the_compose_files_use():
-    assert NEEDS["compose"].minimum >= (2, 24, 4)  # docker/compose.scale.yml's `!reset`
-    assert any("!reset" in reason for reason in NEEDS["compose"].because)
-    later = preflight.required_versions([*preflight.stack_files(), "    start_interval: 2s\n"])
-    assert later["engine"].minimum == (25, 0, 0)
+def test_the_compose_floor_stays_while_the_compose_files_use_merge_tags():
+    """`!reset` and `!override` need Compose 2.24.4: when no compose file uses them any more, this
+    fails so that COMPOSE_MINIMUM comes down with them."""
+    tagged = [
+        name
+        for name in COMPOSE_FILES
+        if re.search(r"!(reset|override)\b", (REPO / name).read_text())
+    ]
+    assert tagged, "no compose file uses !reset or !override: lower preflight.COMPOSE_MINIMUM"
+    assert preflight.COMPOSE_MINIMUM[0] >= (2, 24, 4)
 
 
 @pytest.mark.parametrize(
@@ -114,26 +130,36 @@ def test_max_map_count_is_a_linux_host_setting_only():
     assert finding.status == "skip"
 
 
+def test_the_ports_come_from_compose_and_wait_for_it():
+    findings = _findings(_healthy_host(compose_config=None))
+    assert findings["Docker Compose"].status == "FAIL"  # `docker compose config` refused the files
+    assert findings["host ports"].status == "skip"
+
+
 def test_a_port_another_program_holds_fails_and_a_free_one_passes(busy_port):
-    free = free_port()
-    finding = _findings(_healthy_host(), [busy_port, free])["host ports"]
+    host = _healthy_host(compose_config=_compose_config([busy_port, free_port()]))
+    finding = _findings(host)["host ports"]
     assert finding.status == "FAIL"
     assert finding.detail == f"in use on 127.0.0.1: {busy_port}"
     assert str(busy_port) in finding.fix
 
 
 def test_ports_this_stack_already_holds_are_fine(busy_port):
-    host = _healthy_host(own_ports=frozenset({busy_port}))
-    assert _findings(host, [busy_port])["host ports"].status == "ok"
+    host = _healthy_host(
+        compose_config=_compose_config([busy_port]), own_ports=frozenset({busy_port})
+    )
+    assert _findings(host)["host ports"].status == "ok"
 
 
-def test_the_ports_read_without_yaml_are_the_ones_compose_publishes():
-    published = {
-        int(port.split(":")[1])
-        for service in COMPOSE["services"].values()
-        for port in service.get("ports", [])
+def test_the_ports_are_the_published_ones_of_every_service_ranges_included():
+    config = {
+        "services": {
+            "a": {"ports": [_port(8001), _port("9000-9002", target=80)]},
+            "b": {"ports": [{"mode": "ingress", "target": 5044, "protocol": "tcp"}]},  # no host
+            "c": {},
+        }
     }
-    assert set(PORTS) == published and len(PORTS) == len(published)
+    assert preflight.published_ports(config) == [8001, 9000, 9001, 9002]
 
 
 def _runner(outputs: dict[str, tuple[int, str]]):
@@ -148,7 +174,7 @@ def _runner(outputs: dict[str, tuple[int, str]]):
 
 
 def test_read_host_parses_what_docker_prints():
-    config = _compose_config()
+    config = _compose_config([3000])
     ps_line = json.dumps(
         {
             "Service": "grafana",
@@ -212,3 +238,30 @@ def test_it_runs_on_this_machine_and_says_what_it_found():
     for check in checks:
         assert any(check in line for line in lines), (check, result.stdout, result.stderr)
     assert result.returncode == (1 if any("FAIL" in line for line in lines) else 0)
+
+
+def test_docker_only_checks_docker_and_compose_and_prints_only_failures():
+    """`make check-docker` (before `make down`, `ps`, `logs`, `scale`): silent when both pass."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "docker/preflight.py"), "--docker-only"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    checks = [line.split(":")[0].split() for line in result.stdout.splitlines()[1:]]
+    failed = [words[1:] for words in checks if words[0] == "FAIL"]
+    assert all(check in (["Docker", "Engine"], ["Docker", "Compose"]) for check in failed), checks
+    assert all(words[0] in ("FAIL", "fix") for words in checks), result.stdout
+    assert result.returncode == (1 if failed else 0), result.stderr
+    assert bool(result.stdout) == bool(failed)
+
+
+def test_a_closed_output_fails_with_its_own_error(monkeypatch):
+    """`python3 docker/preflight.py | head -1`: the write error surfaces as itself."""
+
+    class ClosedPipe(io.TextIOBase):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(preflight, "read_host", _healthy_host)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        preflight.main([])

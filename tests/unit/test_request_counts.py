@@ -3,14 +3,13 @@
 Duplicate protection (create-only writes with the fingerprint as _id) holds only within one backing
 index of the data stream: Elasticsearch checks the id against the write index alone, so an event
 replayed after a rollover is indexed a second time. Every chart that counts events therefore counts
-distinct values of the fingerprint field, which the pipeline also uses as the document id.
+distinct values of the fingerprint field, which the pipeline also uses as the document id
+(tests/unit/test_log_pipeline.py follows a line to its document and checks both are the same).
 """
 
 from __future__ import annotations
 
 import json
-
-import logstash_pipeline_parser
 
 from mlobs.generate.logstash_pipeline import DOCUMENT_ID_FIELD
 from tests.conftest import REPO
@@ -56,19 +55,14 @@ def test_kibana_charts_count_distinct_events():
 
 
 def test_grafana_elasticsearch_panels_count_distinct_events():
+    """Grafana's one Elasticsearch panel today lists documents (`logs`) and counts nothing, so
+    this guards the counting panels added later."""
+    metrics = _grafana_elasticsearch_metrics()
+    assert metrics, "no Elasticsearch panel found: the check below would see nothing"
     wrong = [
         (where, metric["type"], metric.get("field"))
-        for where, metric in _grafana_elasticsearch_metrics()
+        for where, metric in metrics
         if metric["type"] == "count"
         or (metric["type"] == "cardinality" and metric.get("field") != DOCUMENT_ID_FIELD)
     ]
     assert not wrong, f"count distinct {DOCUMENT_ID_FIELD}, not documents: {wrong}"
-
-
-def test_the_counted_field_is_the_document_id():
-    text = (REPO / "logstash/pipeline/inference.conf").read_text()
-    tree = dict(logstash_pipeline_parser.Pipeline(text).parse())
-    [fingerprint] = [dict(body) for name, body in tree["filter"] if name == "fingerprint"]
-    [(_, output)] = tree["output"]
-    assert fingerprint["target"] == [DOCUMENT_ID_FIELD]
-    assert dict(output)["document_id"] == [f"%{{[{DOCUMENT_ID_FIELD}]}}"]
