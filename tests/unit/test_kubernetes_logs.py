@@ -40,6 +40,7 @@ from tests.conftest import REPO
 from tests.support.inference_lines import inference_lines
 from tests.support.kubernetes import DEPLOY, build, containers, nodes, pod_specs, readme_secrets
 from tests.support.log_chain import FILEBEAT_FIELDS, filebeat, filebeat_processors, logstash
+from tests.support.stack_files import env_example
 from tests.unit.test_log_rotation_globs import go_glob_regex
 
 LOGS = build(DEPLOY / "logs")
@@ -253,13 +254,8 @@ def test_no_compose_only_value_reaches_an_eck_configuration():
 
 
 def test_the_elastic_stack_runs_the_compose_version():
-    env = dict(
-        line.split("=", 1)
-        for line in (REPO / ".env.example").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
     versions = {obj["spec"]["version"] for obj in LOGS if "version" in obj.get("spec", {})}
-    assert versions == {env["ELASTIC_VERSION"]}
+    assert versions == {env_example()["ELASTIC_VERSION"]}
 
 
 def _jobs() -> dict[str, dict]:
