@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help check-docker preflight lock up down clean ps logs scale test-e2e local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench train run-anomaly run-chatbot
+.PHONY: help check-docker preflight lock up down clean ps logs scale test-e2e local load chaos-latency chaos-errors chaos-drift chaos-reset test lint format generate bench mutate train run-anomaly run-chatbot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -103,6 +103,12 @@ lock: $(STAMP) ## Refresh docker/requirements.lock from pyproject.toml (UPGRADE=
 
 generate: $(STAMP) ## Render every generated file (Prometheus, Alertmanager, Grafana, Logstash, Kibana)
 	$(PY) -m mlobs.generate
+
+# Not part of `make test` or CI: run it before calling test work done. Each run retries earlier
+# survivors, then checks new mutants until the budget is spent; results are cached in mutants/.
+MUTATE_MINUTES ?= 60
+mutate: $(STAMP) ## Mutation testing of mlobs/ with mutmut: score and surviving mutants (MUTATE_MINUTES=60)
+	$(PY) -m mutation --minutes $(MUTATE_MINUTES)
 
 train: $(STAMP) ## Retrain both sample models and rewrite their committed artifacts
 	$(PY) -m services.anomaly_detector.train

@@ -1,0 +1,141 @@
+"""`make mutate`: run mutmut over mlobs/ within a time budget, then print the score and survivors.
+
+    python -m mutation [--minutes 60] [--fresh] [--report-only]
+
+A run first retries the mutants that survived earlier runs (the tests may have changed since),
+then checks the mutants not checked yet; whatever the budget leaves undone waits in the cache
+(mutants/) for the next run. mutmut checks a function's mutants again when the function changes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mutation.results import (
+    MUTANTS,
+    REPO,
+    Mutant,
+    changed_line,
+    load_equivalent,
+    load_mutants,
+    score,
+    surviving,
+)
+
+MUTMUT = Path(sys.executable).with_name("mutmut")
+# After the budget, mutmut gets SIGINT and this long to record its last verdicts and stop.
+STOP_GRACE_SECONDS = 60
+# Names per `mutmut run` call when retrying survivors: well below the kernel's argument limit.
+RETRY_BATCH = 500
+
+
+def run_mutmut(names: list[str], deadline: float) -> bool:
+    """`mutmut run [names]` until it ends or the deadline passes; False if the budget ran out."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    # Its own session, so SIGINT reaches mutmut and its workers, not this process.
+    process = subprocess.Popen([str(MUTMUT), "run", *names], cwd=REPO, start_new_session=True)
+    try:
+        process.wait(timeout=remaining)
+        return True
+    except subprocess.TimeoutExpired:
+        print(f"\n>> time budget used up: stopping mutmut (results so far are kept in {MUTANTS})")
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        return False
+
+
+def retry_names() -> list[str]:
+    """Mutants that survived an earlier run and are not known to be equivalent."""
+    if not MUTANTS.is_dir():
+        return []
+    return [m.name for m in surviving(load_mutants(), load_equivalent())]
+
+
+def mutmut_diff(mutant: Mutant) -> str:
+    """mutmut's diff of the mutated function against the original."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    old_cwd = Path.cwd()
+    os.chdir(REPO)  # mutmut reads mutants/ relative to the working directory
+    try:
+        return get_diff_for_mutant(mutant.name, path=mutant.source)
+    finally:
+        os.chdir(old_cwd)
+
+
+def changes(diff: str) -> list[str]:
+    """The removed and added lines of a diff, stripped of indentation: "- old", "+ new"."""
+    return [
+        f"{line[0]} {line[1:].strip()}"[:120]
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+def report() -> None:
+    """Print the score, the verdicts per file and every surviving mutant with file:line."""
+    mutants = load_mutants()
+    equivalent = load_equivalent()
+    result = score(mutants, equivalent)
+    survivors = list(surviving(mutants, equivalent))
+    print("\nSurviving mutants (file:line, mutant, change):")
+    for mutant in survivors:
+        diff = mutmut_diff(mutant)
+        print(f"  {mutant.source}:{changed_line(mutant, diff)}  {mutant.name}  [{mutant.status}]")
+        for line in changes(diff):
+            print(f"      {line}")
+    print("\nPer file (killed / checked, not equivalent):")
+    for source in sorted({m.source for m in mutants}):
+        of_file = [m for m in mutants if m.source == source]
+        part = score(of_file, equivalent)
+        checked = part.killed + part.surviving
+        unchecked = f", {part.not_checked} not checked" if part.not_checked else ""
+        print(f"  {source}: {part.killed}/{checked}{unchecked}")
+    print(
+        f"\nMutation score: {result.percent:.1f} % ({result.killed} killed of "
+        f"{result.killed + result.surviving} checked; {result.equivalent} equivalent, "
+        f"{result.not_checked} not checked yet)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60, help="time budget (default 60)")
+    parser.add_argument("--fresh", action="store_true", help="forget every cached result first")
+    parser.add_argument("--report-only", action="store_true", help="print the cached results")
+    args = parser.parse_args(argv)
+    if not args.report_only:
+        if args.fresh:
+            shutil.rmtree(MUTANTS, ignore_errors=True)
+        deadline = time.monotonic() + args.minutes * 60
+        names = retry_names()
+        if names:
+            print(f">> retrying {len(names)} mutants that survived earlier runs")
+        finished = all(
+            run_mutmut(names[i : i + RETRY_BATCH], deadline)
+            for i in range(0, len(names), RETRY_BATCH)
+        )
+        if finished:
+            print(">> checking the mutants not checked yet")
+            run_mutmut([], deadline)
+    if not MUTANTS.is_dir():
+        print("no results yet: run `make mutate`", file=sys.stderr)
+        return 1
+    report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""What mutmut's cache in mutants/ says: each mutant's status, its place in the source, the score.
+
+A mutant is killed when a test failed (or timed out) against it; it survives when every selected
+test passed, or when no test ran its function at all. Mutants listed in equivalent.yaml behave
+exactly like the original code: they leave the score's denominator."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+MUTANTS = REPO / "mutants"
+EQUIVALENT_FILE = Path(__file__).with_name("equivalent.yaml")
+
+# mutmut's exit codes (mutmut/stats.py, status_by_exit_code) folded into what the score needs.
+KILLED_CODES = {1, 3, 36, 24, -24, 152, 255, -11, -9, 37}
+SURVIVED_CODES = {0}
+NO_TESTS_CODES = {5, 33}
+_SEPARATOR = "ǁ"  # mutmut's class separator in mangled names: xǁClassǁmethod
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One mutant and its verdict ("killed", "survived", "no tests" or "not checked")."""
+
+    name: str
+    source: Path  # relative to the repository, e.g. mlobs/spec.py
+    status: str
+
+    @property
+    def function(self) -> tuple[str | None, str]:
+        """(class or None, function) the mutant changes."""
+        mangled = self.name.partition("__mutmut_")[0].rpartition(".")[2]
+        if mangled.startswith("x_"):
+            return None, mangled[2:]
+        _, cls, func = mangled.split(_SEPARATOR)
+        return cls, func
+
+
+def _status(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "not checked"
+    if exit_code in KILLED_CODES:
+        return "killed"
+    if exit_code in NO_TESTS_CODES:
+        return "no tests"
+    if exit_code in SURVIVED_CODES:
+        return "survived"
+    return "suspicious"  # a run that mutmut could not classify: counted as surviving
+
+
+def load_mutants(mutants_dir: Path = MUTANTS) -> list[Mutant]:
+    """Every mutant mutmut generated, with its cached verdict."""
+    found = []
+    for meta in sorted(mutants_dir.glob("mlobs/**/*.py.meta")):
+        source = meta.relative_to(mutants_dir).with_suffix("")
+        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        found += [Mutant(name, source, _status(code)) for name, code in exit_codes.items()]
+    return found
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
+    """Mutant name -> why it behaves like the original (equivalent.yaml)."""
+    entries = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return {name: str(reason) for name, reason in (entries or {}).items()}
+
+
+@dataclass(frozen=True)
+class Score:
+    killed: int
+    surviving: int  # survived, no tests or suspicious, not equivalent
+    equivalent: int
+    not_checked: int
+
+    @property
+    def percent(self) -> float:
+        """Killed share of the checked, non-equivalent mutants."""
+        checked = self.killed + self.surviving
+        return 100.0 * self.killed / checked if checked else 0.0
+
+
+def score(mutants: list[Mutant], equivalent: dict[str, str]) -> Score:
+    """Count verdicts; an equivalent mutant counts nowhere but in `equivalent`."""
+    counts = {"killed": 0, "surviving": 0, "equivalent": 0, "not checked": 0}
+    for mutant in mutants:
+        if mutant.name in equivalent and mutant.status != "killed":
+            counts["equivalent"] += 1
+        elif mutant.status in ("killed", "not checked"):
+            counts[mutant.status] += 1
+        else:
+            counts["surviving"] += 1
+    return Score(counts["killed"], counts["surviving"], counts["equivalent"], counts["not checked"])
+
+
+@cache
+def _functions(source: Path) -> dict[tuple[str | None, str], ast.AST]:
+    tree = ast.parse((REPO / source).read_text())
+    found: dict[tuple[str | None, str], ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found[None, node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    found[node.name, item.name] = item
+    return found
+
+
+_HUNK = re.compile(r"^@@ -(\d+)")
+
+
+def changed_line(mutant: Mutant, diff: str) -> int:
+    """The line of the original source that `diff` (mutmut's diff of one function) changes."""
+    node = _functions(mutant.source).get(mutant.function)
+    if node is None:
+        return 0
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    offset, removed = 0, ""
+    for line in diff.splitlines():
+        if match := _HUNK.match(line):
+            offset = int(match[1]) - 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed = line[1:].strip()
+            break
+        elif line.startswith(" "):
+            offset += 1
+    lines = (REPO / mutant.source).read_text().splitlines()
+    # The diff counts from the function's first line; comments above it shift the count, so
+    # take the line with the removed text nearest to where the count points.
+    guess = first + offset
+    candidates = [
+        number
+        for number in range(first, node.end_lineno + 1)
+        if lines[number - 1].strip() == removed
+    ]
+    return min(candidates, key=lambda number: abs(number - guess), default=guess)
+
+
+def surviving(mutants: list[Mutant], equivalent: dict[str, str]) -> Iterator[Mutant]:
+    """Mutants that count against the score, in source order."""
+    for mutant in mutants:
+        if mutant.status not in ("killed", "not checked") and mutant.name not in equivalent:
+            yield mutant

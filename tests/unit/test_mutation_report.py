@@ -1,0 +1,62 @@
+"""`make mutate`'s report: the verdicts it reads from mutmut's cache, the score, file:line."""
+
+import ast
+import difflib
+import json
+from pathlib import Path
+
+from mutation.results import Mutant, changed_line, load_mutants, score, surviving
+from tests.conftest import REPO
+
+
+def _cache(tmp_path: Path, exit_codes: dict[str, int | None]) -> Path:
+    """A mutants/ directory as mutmut leaves it, for mlobs/spec.py."""
+    meta = tmp_path / "mlobs" / "spec.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": exit_codes, "durations_by_key": {}}))
+    return tmp_path
+
+
+def test_verdicts_and_score_count_equivalent_mutants_nowhere(tmp_path):
+    codes = {
+        "mlobs.spec.x_load_spec__mutmut_1": 1,  # a test failed
+        "mlobs.spec.x_load_spec__mutmut_2": 36,  # timed out: an endless loop is caught too
+        "mlobs.spec.x_load_spec__mutmut_3": 0,  # every test passed
+        "mlobs.spec.x_load_spec__mutmut_4": 33,  # no test runs the function
+        "mlobs.spec.x_load_spec__mutmut_5": 0,  # passes, but behaves as the original
+        "mlobs.spec.x_load_spec__mutmut_6": None,  # budget ran out before it
+    }
+    mutants = load_mutants(_cache(tmp_path, codes))
+    assert {m.name.rsplit("_", 1)[1]: m.status for m in mutants} == {
+        "1": "killed",
+        "2": "killed",
+        "3": "survived",
+        "4": "no tests",
+        "5": "survived",
+        "6": "not checked",
+    }
+    equivalent = {"mlobs.spec.x_load_spec__mutmut_5": "same output"}
+    result = score(mutants, equivalent)
+    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 2, 1, 1)
+    assert result.percent == 50.0
+    assert [m.name for m in surviving(mutants, equivalent)] == [
+        "mlobs.spec.x_load_spec__mutmut_3",
+        "mlobs.spec.x_load_spec__mutmut_4",
+    ]
+
+
+def test_a_mutant_is_located_on_the_source_line_it_changes():
+    # One line of a real function changed, in the form of mutmut's diff (the function only).
+    source = REPO / "mlobs/spec.py"
+    lines = source.read_text().splitlines()
+    tree = ast.parse(source.read_text())
+    function = next(n for n in tree.body if getattr(n, "name", None) == "_positive_duration")
+    original = lines[function.lineno - 1 : function.end_lineno]
+    target = next(i for i, line in enumerate(original) if "<= 0" in line)
+    mutated = [*original]
+    mutated[target] = mutated[target].replace("<= 0", "< 0")
+    diff = "\n".join(difflib.unified_diff(original, mutated, "a", "b", lineterm=""))
+    mutant = Mutant("mlobs.spec.x__positive_duration__mutmut_2", Path("mlobs/spec.py"), "survived")
+    line = changed_line(mutant, diff)
+    assert "<= 0" in lines[line - 1]
+    assert line == function.lineno + target
