@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
 from operator import add
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import (
@@ -63,6 +64,28 @@ OTHER_LABEL = "other"
 def multiprocess_dir() -> str | None:
     """The prometheus_client multiprocess directory, when several workers share one port."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Remove the live gauges of workers that died without a goodbye (SIGKILL, the OOM killer).
+
+    prometheus_client sums a `live*` gauge over every worker's file until mark_process_dead
+    removes a dead worker's; gunicorn calls it when a worker exits, uvicorn has no such hook.
+    """
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class DriftCollector(Collector):
@@ -424,7 +447,9 @@ class ModelMetrics:
         `accept` header asks for: OpenMetrics (with the latency exemplars) for a scraper that
         asks for it, as Prometheus does, else the classic text format, which has no exemplars."""
         encode, content_type = choose_encoder(accept or "")
-        if multiprocess_dir():
+        directory = multiprocess_dir()
+        if directory:
+            forget_dead_workers(directory)
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return encode(registry), content_type

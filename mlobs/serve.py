@@ -13,14 +13,20 @@ Run under a supervisor that waits longer than both (docker-compose.yml: stop_gra
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.importer import import_from_string
+from uvicorn.supervisors import Multiprocess
 
 
 def prepare_multiprocess_dir(workers: int) -> None:
@@ -63,6 +69,22 @@ def _stopped(sig: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+APP_VARIABLE = "MLOBS_APP"  # the user's app, for load_app in each worker
+
+
+def load_app() -> Any:
+    """The app named in MLOBS_APP, imported where uvicorn calls this (each worker).
+
+    A model that fails to load ends the worker with uvicorn's STARTUP_FAILURE status, so its
+    supervisor stops instead of starting the worker again, forever.
+    """
+    try:
+        return import_from_string(os.environ[APP_VARIABLE])
+    except Exception:
+        logging.getLogger("uvicorn.error").exception("cannot load %s", os.environ[APP_VARIABLE])
+        sys.exit(STARTUP_FAILURE)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve an mlobs model server with uvicorn.")
     parser.add_argument("app", help="import path of the ASGI app, e.g. services.chatbot.app:app")
@@ -73,14 +95,23 @@ def main(argv: list[str] | None = None) -> None:
     single_threaded_blas()
     prepare_multiprocess_dir(args.workers)
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.run(
-        args.app,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        timeout_graceful_shutdown=CLOSE_SECONDS,
-    )
+    os.environ[APP_VARIABLE] = args.app
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": False,
+        "timeout_graceful_shutdown": CLOSE_SECONDS,
+        "factory": True,
+    }
+    if args.workers <= 1:
+        uvicorn.run("mlobs.serve:load_app", **options)
+        return
+    # uvicorn.run returns normally after a worker failed to start; exit with its status instead.
+    config = uvicorn.Config("mlobs.serve:load_app", workers=args.workers, **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

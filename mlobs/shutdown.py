@@ -4,7 +4,7 @@ A rolling deploy, `docker compose stop` or Kubernetes sends SIGTERM. Stopping at
 prediction in flight. Instead, at the first SIGTERM (or Ctrl-C): readiness answers 503 at once, so
 load balancers stop sending; new predictions are shed with 503 and Retry-After; the predictions in
 flight finish within the grace period; then the server's own handler runs (uvicorn closes its
-sockets, the app's lifespan flushes log lines and drift counts). A second signal stops at once.
+sockets, the app's lifespan flushes log lines and drift counts). A second Ctrl-C stops at once.
 
 The handler wraps the one the server installed, so it is installed from the app's lifespan, which
 uvicorn runs after installing its own, in the main thread. Elsewhere (a test client's thread)
@@ -51,8 +51,11 @@ class GracefulShutdown:
         self._previous.clear()
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        if self.draining:  # asked twice: stop now
-            self._hand_over(sig, frame)
+        if self.draining:
+            # Ctrl-C twice: stop now. A second SIGTERM is no such request: with several workers,
+            # each gets one from uvicorn's supervisor on top of a signal to the process group.
+            if sig == signal.SIGINT:
+                self._hand_over(sig, frame)
             return
         assert self._loop is not None
         self.draining = True
