@@ -8,6 +8,7 @@ module runs in a few minutes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+import yaml
 
 from mlobs.generate.alertmanager_config import AlertmanagerSetup
 from native.processes import Service, free_port, start_all, stop_all
@@ -216,13 +218,23 @@ def test_fault_fires_is_delivered_and_resolves(stack, scenario, rate, alertname,
     try:
         notification = observer.fires_and_is_delivered()
         assert notification["receiver"] == f"alert-sink-{labels['severity']}"
-        assert notification["annotations"]["summary"]
+        # The rule's summary with the alert's labels filled in: what the person on call reads.
+        assert notification["annotations"]["summary"] == _summary(stack, alertname, labels)
         # The link fills the dashboard's variables from the alert's labels (model, feature).
         link = dict(parse_qsl(urlsplit(notification["annotations"]["dashboard"]).query))
         assert link == {f"var-{k}": v for k, v in labels.items() if k in ("model", "feature")}
     finally:
         stop_all(loadgen)  # loadgen clears the faults it set
     observer.resolves()
+
+
+def _summary(stack: NativeStack, alertname: str, labels: dict[str, str]) -> str:
+    """The summary template of the rule the stack's Prometheus loaded, its labels filled in."""
+    rules_file = stack.options.data_dir / "config/rules/alerts.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    [rule] = [r for g in groups for r in g["rules"] if r.get("alert") == alertname]
+    template = rule["annotations"]["summary"]
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], template)
 
 
 def test_killed_model_server_fires_server_down(stack):

@@ -6,16 +6,14 @@ an alert that does not match it."""
 
 from __future__ import annotations
 
-import json
-
 import promql_parser
 import pytest
-import yaml
 
 from mlobs.generate import expressions as x
 from mlobs.generate.links import ERROR_RATIO_PANEL, LATENCY_PANEL, LOW_CONFIDENCE_PANEL
 from mlobs.spec import load_spec
 from tests.conftest import REPO
+from tests.support.generated import generated_json, generated_yaml
 from tests.support.grafana import (
     BUILTINS,
     PROMETHEUS,
@@ -26,7 +24,7 @@ from tests.support.grafana import (
 from tests.support.promtool import promtool_test, series
 
 SPEC = load_spec(REPO / "observability.yaml")
-HEALTH = json.loads((REPO / "grafana/dashboards/ml-model-health.json").read_text())
+HEALTH = generated_json("grafana/dashboards/ml-model-health.json")
 A = SPEC.alerts
 # panel title -> (recorded series drawn by its queries, in order; the window the rule uses)
 PANELS = {
@@ -38,7 +36,7 @@ PANELS = {
 
 def _traffic_case() -> dict:
     """The recording-rule test with request outcomes, latency and confidence."""
-    tests = yaml.safe_load((REPO / "prometheus/tests/recording.test.yml").read_text())["tests"]
+    tests = generated_yaml("prometheus/tests/recording.test.yml")["tests"]
     return next(
         t
         for t in tests

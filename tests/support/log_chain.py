@@ -23,7 +23,7 @@ from typing import Any
 
 import logstash_pipeline_parser
 
-from tests.conftest import REPO
+from tests.support.generated import generated_text
 from tests.support.logstash_conditions import evaluate, field
 
 # Top-level keys Filebeat 9.5 puts into events (elastic/beats), with an example of what it puts
@@ -242,8 +242,9 @@ def _sprintf(event: dict, template: str) -> str:
 
 @cache
 def pipeline() -> list:
-    """The parsed generated pipeline (shared: read it, never change it)."""
-    text = (REPO / "logstash/pipeline/inference.conf").read_text()
+    """The parsed generated pipeline (shared: read it, never change it), as the generator renders
+    it now: the committed file equals it (tests/unit/test_generated_files.py)."""
+    text = generated_text("logstash/pipeline/inference.conf")
     return logstash_pipeline_parser.Pipeline(text).parse()
 
 

@@ -48,3 +48,18 @@ def matcher_selects(matcher: promql_parser.Matcher, value: str | None) -> bool:
     if op.endswith("NotEqual"):
         return value != matcher.value
     return value == matcher.value
+
+
+def selected_values(promql: str, metric: str, label: str, candidates: set[str]) -> set[str]:
+    """The candidate values of `label` that some selector of `metric` in `promql` accepts."""
+    return {
+        value
+        for selector in vector_selectors(promql)
+        if selector.name == metric
+        for value in candidates
+        if all(
+            matcher_selects(matcher, value)
+            for matcher in selector.matchers.matchers
+            if matcher.name == label
+        )
+    }

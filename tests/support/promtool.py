@@ -8,20 +8,26 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO, require_tool
+from tests.conftest import require_tool
+from tests.support.generated import generated_text
 
-RULE_FILES = [
-    str(REPO / "prometheus/rules/recording.yml"),
-    str(REPO / "prometheus/rules/alerts.yml"),
-]
+RULE_FILES = ("prometheus/rules/recording.yml", "prometheus/rules/alerts.yml")
 
 
 def promtool_test(tmp_path: Path, tests: list[dict[str, Any]], interval: str = "1m") -> None:
-    """Write a promtool unit-test file for our rule files and assert that promtool passes it."""
+    """Write a promtool unit-test file for our rule files and assert that promtool passes it.
+
+    The rule files are the generators' output now (the committed files equal it), written beside
+    the test file, so that a mutation of a generator meets the test."""
     promtool = require_tool("promtool")
+    rules = []
+    for name in RULE_FILES:
+        rule_file = tmp_path / Path(name).name
+        rule_file.write_text(generated_text(name))
+        rules.append(str(rule_file))
     path = tmp_path / "rules.test.yml"
     path.write_text(
-        yaml.safe_dump({"rule_files": RULE_FILES, "evaluation_interval": interval, "tests": tests})
+        yaml.safe_dump({"rule_files": rules, "evaluation_interval": interval, "tests": tests})
     )
     result = subprocess.run(
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120

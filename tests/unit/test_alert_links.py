@@ -5,27 +5,31 @@ ModelFeatureDriftHigh used to link ml-model-health, which has no drift panel."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import yaml
 
-from mlobs.generate.expressions import recording_rules
 from mlobs.generate.links import ALERT_PANELS
 from mlobs.spec import load_spec
 from tests.conftest import REPO
+from tests.support.generated import generated_json, generated_yaml, rendered
 from tests.support.grafana import PROMETHEUS, alert_rules, panel_queries, query_variables
 from tests.support.promql import raw_metric_names
 
 SPEC = load_spec(REPO / "observability.yaml")
-RECORDED = {r.record: r.expr for r in recording_rules(SPEC)}
+# record -> its expression, from the rendered recording rules.
+RECORDED = {
+    rule["record"]: rule["expr"]
+    for group in generated_yaml("prometheus/rules/recording.yml")["groups"]
+    for rule in group["rules"]
+}
 
 
 def _board(uid: str) -> dict:
-    path = REPO / f"grafana/dashboards/{uid}.json"
-    assert path.is_file(), f"no dashboard with uid {uid}"
-    return json.loads(path.read_text())
+    path = Path(f"grafana/dashboards/{uid}.json")
+    assert path in rendered(), f"no dashboard with uid {uid}"
+    return generated_json(path)
 
 
 def _panel_series(board: dict, title: str) -> set[str]:
@@ -41,13 +45,13 @@ def _panel_series(board: dict, title: str) -> set[str]:
 
 
 def _prometheus_alerts() -> list[dict]:
-    groups = yaml.safe_load((REPO / "prometheus/rules/alerts.yml").read_text())["groups"]
+    groups = generated_yaml("prometheus/rules/alerts.yml")["groups"]
     return [rule for group in groups for rule in group["rules"]]
 
 
 def _alert_labels() -> dict[str, set[str]]:
     """The labels each alert fires with, from its promtool tests."""
-    tests = yaml.safe_load((REPO / "prometheus/tests/alerts.test.yml").read_text())["tests"]
+    tests = generated_yaml("prometheus/tests/alerts.test.yml")["tests"]
     labels: dict[str, set[str]] = {}
     for case in tests:
         for check in case.get("alert_rule_test", []):

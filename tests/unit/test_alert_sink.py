@@ -122,14 +122,17 @@ def test_filters_and_bounded_memory(sink):
     for _ in range(5):
         sink.post("/alertmanager", json=ALERTMANAGER)
     sink.post("/grafana", json=GRAFANA)
-    assert len(sink.get("/alerts").json()) == 3  # capacity
-    assert [n["source"] for n in sink.get("/alerts", params={"source": "grafana"}).json()] == [
-        "grafana"
-    ]
-    assert (
-        sink.get("/alerts", params={"status": "firing", "limit": 1}).json()[0]["status"] == "firing"
-    )
+    # The newest `capacity` notifications, newest first.
+    assert _listed(sink) == [("grafana", "resolved"), *[("alertmanager", "firing")] * 2]
+    assert _listed(sink, source="grafana") == [("grafana", "resolved")]
+    assert _listed(sink, status="firing", limit=1) == [("alertmanager", "firing")]
+    assert _listed(sink, status="firing") == [("alertmanager", "firing")] * 2
     assert sink.get("/alerts", params={"alertname": "Nope"}).json() == []
+
+
+def _listed(sink, **params: object) -> list[tuple[str, str]]:
+    """(source, status) of what GET /alerts lists."""
+    return [(n["source"], n["status"]) for n in sink.get("/alerts", params=params).json()]
 
 
 def test_unknown_severity_does_not_create_label_values(sink):

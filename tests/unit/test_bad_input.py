@@ -66,15 +66,27 @@ CHAT_CASES = [
 ]
 
 
-def _check_rejected(client, model, log_file, body: str, status: int, field: str, **headers):
-    response = client.post(
-        "/predict", content=body, headers={"content-type": "application/json", **headers}
-    )
+def _expected_error(case: str, status: int, field: str | None) -> tuple[str, str]:
+    """The `error` code and the start of `detail` a client is shown: the detail names the
+    offending field, or says the JSON is malformed, or gives the size limit."""
+    if status == 413:
+        return "body_too_large", "request body is larger than the limit of 65536 bytes"
+    if case == "malformed JSON":
+        return "invalid_json", "malformed JSON: "
+    return "invalid_input", f"{field}: "
+
+
+def _check_rejected(
+    client, model, log_file, case: str, body: str, status: int, field: str | None
+) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()
     assert error["field"] == field
     assert error["request_id"] == response.headers["x-request-id"]
-    assert error["detail"]
+    code, detail = _expected_error(case, status, field)
+    assert error["error"] == code
+    assert error["detail"].startswith(detail), error
     [event] = log_events(log_file)
     assert event["status"] == "client_error" and event["error_type"] == error["error"]
     metrics = client.get("/metrics").text
@@ -88,7 +100,7 @@ def _check_rejected(client, model, log_file, body: str, status: int, field: str,
 )
 def test_anomaly_detector_rejects(serve, anomaly_model, log_file, case, body, status, field):
     with serve(anomaly_model) as client:
-        _check_rejected(client, anomaly_model, log_file, body, status, field)
+        _check_rejected(client, anomaly_model, log_file, case, body, status, field)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +108,7 @@ def test_anomaly_detector_rejects(serve, anomaly_model, log_file, case, body, st
 )
 def test_chatbot_rejects(serve, chatbot_model, log_file, case, body, status, field):
     with serve(chatbot_model) as client:
-        _check_rejected(client, chatbot_model, log_file, body, status, field)
+        _check_rejected(client, chatbot_model, log_file, case, body, status, field)
 
 
 def test_message_of_exactly_the_limit_is_accepted(serve, chatbot_model):
@@ -107,7 +119,7 @@ def test_message_of_exactly_the_limit_is_accepted(serve, chatbot_model):
 def test_body_over_64_kib_is_refused(serve, chatbot_model, log_file):
     body = json.dumps({"message": "x" * 70_000})
     with serve(chatbot_model) as client:
-        _check_rejected(client, chatbot_model, log_file, body, 413, None)
+        _check_rejected(client, chatbot_model, log_file, "too large", body, 413, None)
 
 
 def test_streamed_body_over_the_limit_is_refused(serve, chatbot_model):
@@ -131,7 +143,12 @@ def test_wrong_content_type_is_a_client_error(serve, chatbot_model):
             "/predict", content=b'{"message": "hi"}', headers={"content-type": "text/plain"}
         )
     assert response.status_code == 422
-    assert "Content-Type: application/json" in response.json()["detail"]
+    error = response.json()
+    assert (error["error"], error["field"], error["detail"]) == (
+        "invalid_input",
+        "body",
+        "the body must be a JSON object sent with Content-Type: application/json",
+    )
 
 
 def test_wrong_method_is_a_client_error(serve, chatbot_model):

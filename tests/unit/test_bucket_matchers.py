@@ -10,13 +10,13 @@ from pathlib import Path
 
 import promql_parser
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlobs.generate.expressions import bucket_label
 from mlobs.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
-from tests.conftest import REPO, Exposed
+from tests.conftest import Exposed
+from tests.support.generated import generated_yaml, rendered
 from tests.support.grafana import PROMETHEUS, alert_rules, prometheus_queries
 from tests.support.promql import matcher_selects, vector_selectors
 
@@ -50,8 +50,13 @@ def exposed_buckets(exposed: Exposed) -> dict[str, set[str]]:
     return labels
 
 
+def _generated(folder: str, suffix: str) -> list[Path]:
+    """The generated files of a folder (as rendered now: the committed ones equal them)."""
+    return sorted(p for p in rendered() if p.parent == Path(folder) and p.name.endswith(suffix))
+
+
 def _rule_exprs(path: Path) -> list[tuple[str, str]]:
-    groups = yaml.safe_load(path.read_text())["groups"]
+    groups = generated_yaml(path)["groups"]
     return [
         (f"{path.name}: {r.get('record') or r['alert']}", r["expr"])
         for g in groups
@@ -60,7 +65,7 @@ def _rule_exprs(path: Path) -> list[tuple[str, str]]:
 
 
 def _every_query() -> list[tuple[str, str]]:
-    queries = [e for p in sorted((REPO / "prometheus/rules").glob("*.yml")) for e in _rule_exprs(p)]
+    queries = [e for p in _generated("prometheus/rules", ".yml") for e in _rule_exprs(p)]
     queries += [
         (f"Grafana rule {r['title']}", q["model"]["expr"])
         for r in alert_rules()
@@ -95,8 +100,8 @@ def test_every_le_matcher_selects_a_bucket_the_servers_expose(exposed_buckets):
 def test_promtool_test_inputs_use_the_bucket_labels_the_servers_expose(exposed_buckets):
     """A promtool test fed `le="1"` passes against rules that never see that label in production."""
     checked = 0
-    for path in sorted((REPO / "prometheus/tests").glob("*.test.yml")):
-        for case in yaml.safe_load(path.read_text())["tests"]:
+    for path in _generated("prometheus/tests", ".test.yml"):
+        for case in generated_yaml(path)["tests"]:
             for entry in case["input_series"]:
                 selector = promql_parser.parse(entry["series"])
                 for matcher in selector.matchers.matchers:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from mlobs.settings import Settings
 from setup.elastic_setup import SetupConfig
@@ -37,16 +38,33 @@ def _one_shot(service: dict) -> bool:
     return service.get("restart") == "no"
 
 
-def _dockerfile_healthchecks() -> dict[str, str | None]:
-    """The HEALTHCHECK in effect for each build target of services/Dockerfile (a target without
-    its own inherits the base stage's)."""
-    text = (REPO / "services/Dockerfile").read_text().replace("\\\n", " ")
-    stages = re.split(r"^FROM \S+ AS (\S+)$", text, flags=re.MULTILINE)[1:]
+def _dockerfile() -> str:
+    """services/Dockerfile with its continuation lines joined."""
+    return (REPO / "services/Dockerfile").read_text().replace("\\\n", " ")
+
+
+def _in_effect(instruction: str) -> dict[str, str | None]:
+    """The last `instruction` (its arguments) in effect for each build target of
+    services/Dockerfile: a target without its own inherits the base stage's."""
+    stages = re.split(r"^FROM \S+ AS (\S+)$", _dockerfile(), flags=re.MULTILINE)[1:]
     own = {
-        name: (re.findall(r"^HEALTHCHECK (.*)$", body, re.MULTILINE) or [None])[-1]
+        name: (re.findall(rf"^{instruction} (.*)$", body, re.MULTILINE) or [None])[-1]
         for name, body in zip(stages[::2], stages[1::2], strict=True)
     }
-    return {name: check or own["base"] for name, check in own.items()}
+    return {name: value or own["base"] for name, value in own.items()}
+
+
+def _dockerfile_healthchecks() -> dict[str, str | None]:
+    return _in_effect("HEALTHCHECK")
+
+
+def _user_gid(user: str) -> int:
+    """The group id services/Dockerfile's `useradd` gives `user`."""
+    for arguments in re.findall(r"useradd ([^&;\n]*)", _dockerfile()):
+        words = arguments.split()
+        if words[-1] == user:
+            return int(words[words.index("--gid") + 1])
+    raise AssertionError(f"services/Dockerfile creates no user {user}")
 
 
 def _healthcheck(name: str) -> str | dict | None:
@@ -102,8 +120,7 @@ def test_compose_files_validate_against_the_compose_specification(name):
 
 def test_every_service_has_a_pinned_image_or_a_build():
     for name, service in SERVICES.items():
-        if "build" in service:
-            assert service["build"]["target"], name
+        if "build" in service:  # its target: test_build_targets_exist_and_copy_files_that_exist
             continue
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), name
@@ -237,7 +254,14 @@ def test_build_targets_exist_and_copy_files_that_exist():
             assert service["build"]["dockerfile"] == "services/Dockerfile"
     for source in re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE):
         assert (REPO / source).exists(), source
-    assert "USER mlobs" in dockerfile  # non-root
+
+
+def test_every_image_we_build_runs_as_a_user_that_is_not_root():
+    users = _in_effect("USER")
+    for name, service in SERVICES.items():
+        if "build" in service:
+            user = users[service["build"]["target"]]
+            assert user not in (None, "root", "0") and "user" not in service, (name, user)
 
 
 def test_every_one_shot_service_is_awaited_by_a_long_running_one():
@@ -309,13 +333,18 @@ def test_model_servers_get_longer_to_stop_than_they_drain():
         assert stop >= grace + flush_margin, f"{name}: stops after {stop}s, drains for {grace}s"
 
 
+MODELS = ("anomaly-detector", "chatbot")
+
+
 def test_model_logs_reach_filebeat_through_the_shared_volume():
-    for model in ("anomaly-detector", "chatbot"):
+    for model in MODELS:
         assert SERVICES[model]["environment"]["MLOBS_LOG_FILE"].startswith("/var/log/mlobs/")
         assert "mlobs-logs:/var/log/mlobs" in SERVICES[model]["volumes"]
     assert "mlobs-logs:/var/log/mlobs:ro" in SERVICES["filebeat"]["volumes"]
-    dockerfile = (REPO / "services/Dockerfile").read_text()
-    assert "--gid 10001" in dockerfile and SERVICES["filebeat"]["group_add"] == ["10001"]
+    # Filebeat joins the group of the user the model servers run as (their files are 0640).
+    users = {_in_effect("USER")[SERVICES[model]["build"]["target"]] for model in MODELS}
+    [user] = users
+    assert SERVICES["filebeat"]["group_add"] == [str(_user_gid(user))]
 
 
 def test_secure_defaults():
@@ -325,7 +354,7 @@ def test_secure_defaults():
     assert SERVICES["elasticsearch"]["environment"]["xpack.security.enabled"] == "true"
     for model in ("anomaly-detector", "chatbot"):
         assert SERVICES[model]["environment"]["MLOBS_ADMIN_TOKEN"] == "${MLOBS_ADMIN_TOKEN}"
-    kibana = (REPO / "kibana/kibana.yml").read_text()
-    assert "elasticsearch.username: kibana_system" in kibana
+    kibana = yaml.safe_load((REPO / "kibana/kibana.yml").read_text())
+    assert kibana["elasticsearch.username"] == "kibana_system"
     text = (REPO / "docker-compose.yml").read_text()
     assert not re.search(r"(PASSWORD|TOKEN|KEY)\w*:\s*[^$\s{]", text)  # no literal secrets

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -87,7 +88,8 @@ def test_fit_from_csv_equals_fitting_in_python(tmp_path, capsys):
     fitted = Baseline.load(output)
     assert fitted == expected
     assert len(fitted.features["age"].bins.edges) == 7
-    assert fitted.features["age"].proportions[-1] > 0  # the empty cells: missing
+    # The empty cells (every 17th row of 500) are the missing bin.
+    assert fitted.features["age"].proportions[-1] == pytest.approx(30 / 500)
 
 
 def test_fit_from_json_lines_takes_nulls_and_absent_keys_as_missing(tmp_path, capsys):
@@ -154,14 +156,36 @@ def test_a_fitted_baseline_is_served_and_the_offline_report_equals_drift(
     online.pop("window_seconds")
     assert offline == online
     temperature = next(f for f in offline["features"] if f["feature"] == "temperature_c")
-    assert temperature["count"] == 300 and temperature["exceeds_threshold"]
+    assert temperature["count"] == 300 and temperature["exceeds_threshold"] is True
 
+    # The text report shows the same numbers, one row per feature.
     code, text, _ = _run(capsys, "report", baseline_path, log)
     assert code == 0
     assert text.startswith("anomaly-detector 1.0.0: 300 predictions")
+    table = _text_table(text)
+    assert list(table) == [feature["feature"] for feature in offline["features"]]
     for feature in offline["features"]:
-        row = next(line for line in text.splitlines() if line.startswith(feature["feature"] + " "))
-        assert f"{feature['psi']:.4f}" in row and f" {feature['count']} " in row
+        row = table[feature["feature"]]
+        assert (row["kind"], row["count"], row["missing"], row["PSI"]) == (
+            feature["kind"],
+            str(feature["count"]),
+            str(feature["missing"]),
+            f"{feature['psi']:.4f}",
+        )
+        assert row["drift"].startswith("PSI > 0.2") == feature["exceeds_threshold"], row
+
+
+def _text_table(text: str) -> dict[str, dict[str, str]]:
+    """The text report's feature table: feature -> column -> cell (cells are 2+ spaces apart)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("feature "))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append(dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=True)))
+    return {row["feature"]: row for row in rows}
 
 
 def _event(features: dict | None, prediction: str | None, **fields) -> dict:

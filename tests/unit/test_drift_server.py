@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from services.anomaly_detector.data import FEATURES, simulate_normal
 from services.anomaly_detector.model import AnomalyDetector
+from tests.support.generated import spec_yaml
 from tests.support.http import metric_samples, sample
 
 
@@ -34,7 +36,7 @@ def test_healthy_traffic_shows_no_drift(serve, anomaly_model):
     for name in FEATURES:
         assert by_feature[name]["count"] == 800
         assert by_feature[name]["psi"] < 0.1
-        assert not by_feature[name]["exceeds_threshold"]
+        assert by_feature[name]["exceeds_threshold"] is False
 
 
 def test_shifted_inputs_are_reported_and_exported(serve, anomaly_model):
@@ -44,9 +46,10 @@ def test_shifted_inputs_are_reported_and_exported(serve, anomaly_model):
             assert client.post("/predict", json=body).status_code == 200
         report = client.get("/drift").json()
         text = client.get("/metrics").text
-    assert report["psi_threshold"] == 0.2
+    # The server reads the alert's line from the spec.
+    assert report["psi_threshold"] == spec_yaml()["alerts"]["drift"]["psi_threshold"]
     temperature = next(f for f in report["features"] if f["feature"] == "temperature_c")
-    assert temperature["exceeds_threshold"] and temperature["significant"]
+    assert (temperature["exceeds_threshold"], temperature["significant"]) == (True, True)
     assert temperature["psi"] > 1.0
     assert temperature["out_of_range_share"] > 0
     assert temperature["critical_value"] < 0.2
@@ -67,7 +70,9 @@ def test_shifted_inputs_are_reported_and_exported(serve, anomaly_model):
         )
         for b in exported
     ]
-    assert sum(ratios) == 1.0 or abs(sum(ratios) - 1.0) < 1e-9
+    # The baseline share of each bin, as the report states it.
+    assert ratios == [b["baseline"] for b in temperature["bins"]]
+    assert sum(ratios) == pytest.approx(1.0)
 
 
 def test_every_bin_is_exported_before_any_traffic(serve, anomaly_model):
@@ -88,7 +93,7 @@ def test_chatbot_tracks_message_shape_and_prediction_drift(serve, chatbot_model)
     by_feature = {f["feature"]: f for f in report["features"]}
     assert set(by_feature) == {"length", "tokens", "oov_share", "prediction"}
     for name in ("length", "tokens", "oov_share", "prediction"):
-        assert by_feature[name]["exceeds_threshold"], name
+        assert by_feature[name]["exceeds_threshold"] is True, name
     assert by_feature["prediction"]["kind"] == "categorical"
     assert by_feature["prediction"]["ks"] is None
     fallback = next(b for b in by_feature["prediction"]["bins"] if b["bin"] == "fallback")

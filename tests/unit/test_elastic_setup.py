@@ -61,6 +61,17 @@ def _run(fake: FakeElastic, timeout: float = 10.0, step: str = "all", **env: str
     return lines
 
 
+def _elasticsearch_file(name: str) -> dict:
+    return json.loads((REPO / "elasticsearch" / name).read_text())
+
+
+def _saved_objects_file() -> dict[tuple[str, str], dict]:
+    """What setup imports into Kibana: kibana/saved-objects.ndjson, by (type, id)."""
+    lines = (REPO / "kibana/saved-objects.ndjson").read_text().splitlines()
+    objects = [json.loads(line) for line in lines if line.strip()]
+    return {(o["type"], o["id"]): o for o in objects}
+
+
 def test_setup_creates_users_roles_templates_policy_and_saved_objects():
     fake = FakeElastic(unavailable_calls=3, kibana_unavailable_calls=2)
     lines = _run(fake)
@@ -70,15 +81,19 @@ def test_setup_creates_users_roles_templates_policy_and_saved_objects():
     assert policy["hot"]["actions"]["rollover"]["max_age"] == "6h"
     assert policy["delete"]["min_age"] == "7d"
     template = stored["/_index_template/logs-mlobs.inference"]
+    assert template == _elasticsearch_file("index-template.json")
     assert set(template["composed_of"]) <= {
         k.rsplit("/", 1)[1] for k in stored if k.startswith("/_component_template/")
     }
     writer = stored["/_security/user/mlobs_logstash_writer"]
     assert writer["password"] == "writer-pw" and writer["roles"] == ["mlobs_inference_writer"]
-    assert "/_security/role/mlobs_inference_writer" in stored
-    assert stored["/_security/user/mlobs_grafana_reader"]["roles"] == ["mlobs_inference_reader"]
-    ndjson = (REPO / "kibana/saved-objects.ndjson").read_text().splitlines()
-    assert len(fake.saved_objects) == len([line for line in ndjson if line.strip()])
+    # Each user gets the role its client needs (tests/unit/test_elastic_privileges.py).
+    roles = {"writer": "mlobs_inference_writer", "reader": "mlobs_inference_reader"}
+    for name, role in roles.items():
+        assert stored[f"/_security/role/{role}"] == _elasticsearch_file(f"role-{name}.json")
+    reader = stored["/_security/user/mlobs_grafana_reader"]
+    assert reader["password"] == "reader-pw" and reader["roles"] == ["mlobs_inference_reader"]
+    assert fake.saved_objects == _saved_objects_file()
     assert lines[-1] == "setup: Kibana done"
 
 
@@ -143,8 +158,7 @@ def test_the_kibana_step_retries_a_kibana_that_is_not_ready_and_failed_imports()
     )
     lines = _run(fake, step="kibana")
     assert len(fake.kibana_calls()) == 3 + 2 + 1
-    ndjson = (REPO / "kibana/saved-objects.ndjson").read_text().splitlines()
-    assert len(fake.saved_objects) == len([line for line in ndjson if line.strip()])
+    assert fake.saved_objects == _saved_objects_file()
     assert any("Kibana server is not ready yet" in line for line in lines)
     assert lines[-1] == "setup: Kibana done"
     assert fake.resources == {}  # the Kibana step leaves Elasticsearch alone
@@ -213,7 +227,7 @@ def test_compose_commands_kibana_service_becomes_ready_and_stops_cleanly(tmp_pat
                 process.kill()
                 process.communicate()
     assert process.returncode == 0, output
-    assert fake.saved_objects
+    assert fake.saved_objects == _saved_objects_file()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from mlobs.logs import InferenceRecord
 from mlobs.metrics import EXEMPLAR_MAX_CHARS, exemplar_labels
 from mlobs.trace_context import MAX_LENGTH, parse_traceparent
 from tests.support.http import log_events
+from tests.support.http import sample as sample_value
 from tests.unit.test_server_contract import ANOMALY_BODY
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -53,7 +54,9 @@ def test_openmetrics_scrapes_get_the_request_id_of_a_real_request_as_exemplar(
     assert exemplars["traced"][0] == {"request_id": "traced", "trace_id": TRACE_ID}
     # The classic text format has no exemplars: other scrapers see no change.
     assert plain.headers["content-type"].startswith("text/plain")
-    assert " # {" not in plain.text and "model_latency_seconds_bucket" in plain.text
+    assert " # {" not in plain.text
+    labels = {"model": anomaly_model.name, "model_version": anomaly_model.version}
+    assert sample_value(plain.text, "model_latency_seconds_count", **labels) == 2
 
 
 def test_every_request_is_an_exemplar_of_its_own_bucket_until_a_later_one_replaces_it(

@@ -26,12 +26,13 @@ def test_error_rate_one_fails_every_prediction_until_cleared(serve, chatbot_mode
         assert client.delete("/admin/faults").json() == {"latency_ms": 0, "error_rate": 0.0}
         recovered = client.post("/predict", json=CHAT_BODY)
         text = client.get("/metrics").text
-    assert {r.status_code for r in failed} == {500}
-    assert failed[0].json()["error"] == "injected_fault"
+    assert {(r.status_code, r.json()["error"]) for r in failed} == {(500, "injected_fault")}
     assert recovered.status_code == 200
     labels = {"model": "chatbot", "model_version": chatbot_model.version}
     assert sample(text, "model_requests_total", **labels, status="server_error") == 5
-    assert log_events(log_file)[0]["error_type"] == "InjectedFault"
+    assert sample(text, "model_requests_total", **labels, status="success") == 1
+    logged = [(e["status"], e.get("error_type")) for e in log_events(log_file)]
+    assert logged == [("server_error", "InjectedFault")] * 5 + [("success", None)]
 
 
 def test_latency_fault_shows_in_the_latency_histogram(serve, chatbot_model):

@@ -4,6 +4,8 @@ series that the servers export or the rules record, thresholds that are the aler
 from __future__ import annotations
 
 import json
+import re
+from urllib.parse import unquote
 
 import jsonschema
 import pytest
@@ -15,6 +17,7 @@ from mlobs.generate.expressions import recording_rules
 from mlobs.generate.links import ERROR_RATIO_PANEL, LATENCY_PANEL, LOW_CONFIDENCE_PANEL, PSI_PANEL
 from mlobs.spec import load_spec
 from tests.conftest import REPO
+from tests.support.generated import generated_json, generated_text, spec_yaml
 from tests.support.grafana import (
     DASHBOARDS,
     dashboard,
@@ -68,7 +71,7 @@ def test_panel_options_and_queries_validate_against_their_plugin_schemas(path):
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_round_trips_through_the_sdk_models(path):
     register_default_plugins()
-    text = path.read_text()
+    text = generated_text(path.relative_to(REPO))
     decoded = dm.Dashboard.from_json(json.loads(text))
     assert JSONEncoder(sort_keys=True, indent=2).encode(decoded) + "\n" == text
 
@@ -118,29 +121,56 @@ def test_every_exported_family_is_on_a_dashboard_or_in_a_rule(exposed):
 
 
 def _threshold_steps(uid: str, title: str) -> list[float]:
-    board = dashboard(REPO / f"grafana/dashboards/{uid}.json")
+    board = generated_json(f"grafana/dashboards/{uid}.json")
     panel = next(p for p in board["panels"] if p["title"] == title)
     assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
     return [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
 
 
 def test_threshold_lines_are_the_alert_thresholds():
-    a = SPEC.alerts
-    assert _threshold_steps("ml-model-health", ERROR_RATIO_PANEL) == [a.error_rate.threshold_ratio]
-    assert _threshold_steps("ml-model-health", LATENCY_PANEL) == [a.latency.threshold_seconds]
-    assert _threshold_steps("ml-model-health", LOW_CONFIDENCE_PANEL) == [a.low_confidence.max_share]
-    assert _threshold_steps("ml-drift", PSI_PANEL) == [a.drift.psi_threshold]
+    a = spec_yaml()["alerts"]  # observability.yaml as written, not as mlobs.spec reads it
+    assert _threshold_steps("ml-model-health", ERROR_RATIO_PANEL) == [
+        a["error_rate"]["threshold_ratio"]
+    ]
+    assert _threshold_steps("ml-model-health", LATENCY_PANEL) == [a["latency"]["threshold_seconds"]]
+    assert _threshold_steps("ml-model-health", LOW_CONFIDENCE_PANEL) == [
+        a["low_confidence"]["max_share"]
+    ]
+    assert _threshold_steps("ml-drift", PSI_PANEL) == [a["drift"]["psi_threshold"]]
+
+
+# Kibana Discover's app state in a URL (rison): a data view and a query.
+_DISCOVER = re.compile(
+    r"/app/discover#/\?_g=\(time:\(from:now-1h,to:now\)\)"
+    r"&_a=\(dataSource:\(dataViewId:'(?P<view>[^']*)',type:dataView\),"
+    r"query:\(language:(?P<language>\w+),query:'(?P<query>[^']*)'\)\)"
+)
 
 
 def test_model_panels_link_to_kibana_filtered_by_model():
-    board = dashboard(REPO / "grafana/dashboards/ml-model-health.json")
+    """A click on a model's series opens Discover on the inference data view with a KQL query
+    for that model's events (Grafana puts the series' `model` label into the link)."""
+    board = generated_json("grafana/dashboards/ml-model-health.json")
     links = [
         link["url"]
         for panel in board["panels"]
         for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
     ]
-    assert links and all(url.startswith(SPEC.kibana_url + "/app/discover") for url in links)
-    assert all("${__field.labels.model}" in url for url in links)
+    assert links
+    [data_view] = [
+        json.loads(line)
+        for line in generated_text("kibana/saved-objects.ndjson").splitlines()
+        if json.loads(line)["type"] == "index-pattern"
+    ]
+    kibana_url = spec_yaml()["kibana_url"]
+    for url in links:
+        assert url.startswith(kibana_url), url
+        opened = _DISCOVER.fullmatch(url.removeprefix(kibana_url))
+        assert opened is not None, url
+        assert opened["view"] == data_view["id"]
+        assert opened["language"] == "kuery"
+        clicked = opened["query"].replace("${__field.labels.model}", "chatbot")
+        assert unquote(clicked) == 'model:"chatbot"'
 
 
 def test_logs_panel_reads_log_events_from_elasticsearch():

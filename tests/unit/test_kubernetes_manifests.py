@@ -10,7 +10,6 @@ the CRDs of ../shared/schemas/kubernetes, unknown fields being errors in both.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 
@@ -357,13 +356,17 @@ def test_our_pods_run_as_the_images_user_with_nothing_writable_but_empty_dirs():
             assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), name
 
 
+def _runs_as_root(obj: dict) -> bool:
+    """Some security context of `obj` asks for uid 0 or a privileged container."""
+    return any(
+        isinstance(node, dict) and (node.get("runAsUser") == 0 or node.get("privileged") is True)
+        for node in nodes(obj)
+    )
+
+
 def test_only_filebeat_runs_as_root_and_it_mounts_the_log_directories_read_only():
     objects = all_objects()
-    root_pods = [
-        obj
-        for obj in objects
-        if '"runAsUser": 0' in json.dumps(obj) or '"privileged": true' in json.dumps(obj)
-    ]
+    root_pods = [obj for obj in objects if _runs_as_root(obj)]
     assert [obj["kind"] for obj in root_pods] == ["Beat"]
     pod = root_pods[0]["spec"]["daemonSet"]["podTemplate"]["spec"]
     [container] = pod["containers"]
@@ -371,10 +374,15 @@ def test_only_filebeat_runs_as_root_and_it_mounts_the_log_directories_read_only(
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    host_volumes = {v["name"] for v in pod["volumes"] if "hostPath" in v}
-    assert host_volumes and all(
-        m.get("readOnly") for m in container["volumeMounts"] if m["name"] in host_volumes
-    )
+    # kubelet's /var/log/containers holds symlinks into /var/log/pods: both are mounted, at
+    # the same paths so that the links resolve, and read-only.
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    mounted = {
+        (host_paths[m["name"]], m["mountPath"], m.get("readOnly"))
+        for m in container["volumeMounts"]
+        if m["name"] in host_paths
+    }
+    assert mounted == {(path, path, True) for path in ("/var/log/containers", "/var/log/pods")}
     assert pod["automountServiceAccountToken"] is False
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import promql_parser
 import yaml
 
-from mlobs.generate.expressions import alerts
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.metrics import DATASOURCE_UIDS, DATASOURCES_KEY
 from mlobs.spec import load_spec
 from tests.conftest import REPO, require_tool
 from tests.support.kubernetes import DEPLOY, README, build, readme_secrets
+from tests.support.promql import selected_values
 
 SPEC = load_spec(REPO / "observability.yaml")
 SETUP = KubernetesSetup()
@@ -137,9 +137,18 @@ def test_each_models_targets_get_job_equal_to_the_model_name_even_when_renamed()
             assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
             jobs[monitor["metadata"]["name"]] = _job(monitor, service)
         assert sorted(jobs.values()) == sorted(m.name for m in SPEC.models), prefix
-    server_alerts = [a for a in alerts(SPEC) if a.name in ("ModelServerDown", "ModelServerMissing")]
-    for alert in server_alerts:
-        assert all(m.name in alert.expr for m in SPEC.models)
+    # The alerts' `up` selectors pick exactly these jobs, not another target's.
+    [rule] = _kind("PrometheusRule")
+    exprs = {
+        r["alert"]: r["expr"]
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if r.get("alert") in ("ModelServerDown", "ModelServerMissing")
+    }
+    assert set(exprs) == {"ModelServerDown", "ModelServerMissing"}
+    candidates = {*jobs.values(), "alert-sink", "prometheus", "kubelet"}
+    for name, expr in exprs.items():
+        assert selected_values(expr, "up", "job", candidates) == set(jobs.values()), name
 
 
 # --- Grafana -----------------------------------------------------------------------------------
@@ -302,9 +311,13 @@ def _write(tmp_path: Path, name: str, config: dict) -> Path:
 
 
 def _our_alerts() -> list[dict[str, str]]:
+    """The labels each alert of the cluster's PrometheusRule fires with (for the first model)."""
+    [rule] = _kind("PrometheusRule")
     return [
-        {"alertname": a.name, "severity": a.severity, "model": SPEC.models[0].name}
-        for a in alerts(SPEC)
+        {"alertname": r["alert"], "severity": r["labels"]["severity"], "model": SPEC.models[0].name}
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if "alert" in r
     ]
 
 

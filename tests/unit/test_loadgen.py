@@ -30,15 +30,24 @@ def test_drift_scenario_really_shifts_the_inputs():
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["--rate", "0"],
-        ["--duration", "-1"],
-        ["--scenario", "nope"],
-        ["--admin-token-file", "/nonexistent/token"],
+        (["--rate", "0"], "--rate must be greater than 0"),
+        (["--duration", "-1"], "--duration must be 0 (until stopped) or more"),
+        (
+            ["--scenario", "nope"],
+            "argument --scenario: invalid choice: 'nope' "
+            "(choose from 'steady', 'latency', 'errors', 'drift')",
+        ),
+        (
+            ["--admin-token-file", "/nonexistent/token"],
+            "--admin-token-file: No such file or directory: /nonexistent/token",
+        ),
     ],
 )
-def test_bad_arguments_are_refused(argv, capsys):
-    with pytest.raises(SystemExit):
+def test_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
-    assert "error" in capsys.readouterr().err
+    assert exit_.value.code == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line.endswith(f" error: {message}"), last_line

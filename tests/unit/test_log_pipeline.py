@@ -16,6 +16,7 @@ from mlobs.metrics import STATUSES
 from mlobs.spec import load_spec
 from setup.elastic_setup import SetupConfig
 from tests.conftest import REPO
+from tests.support.generated import generated_text
 from tests.support.inference_lines import OPTIONAL_KEYS, inference_lines
 from tests.support.log_chain import (
     FILEBEAT_FIELDS,
@@ -27,6 +28,7 @@ from tests.support.log_chain import (
     pipeline,
 )
 from tests.support.stack_files import (
+    compose,
     env_example,
     filebeat_config,
     filebeat_input,
@@ -248,27 +250,25 @@ def test_logstash_output_writes_the_data_stream_create_only_as_the_writer():
     assert not rejected & set(settings)
 
 
-def test_logstash_settings_keep_a_dead_letter_queue():
-    # The persisted queue and its checkpoints: tests/unit/test_delivery_guarantee.py.
-    settings = yaml.safe_load((REPO / "logstash/config/logstash.yml").read_text())
-    assert settings["dead_letter_queue.enable"] is True
-    assert settings["api.http.port"] == 9600
-
-
 # --- Filebeat --------------------------------------------------------------------------------
 
 
 def test_filebeat_reads_the_shared_log_files_and_ships_to_logstash():
     config, source = filebeat_config(), filebeat_input()
-    assert source["type"] == "filestream" and source["id"]
+    # The registry keys read offsets by this id: a new id re-reads every file from the start.
+    assert (source["type"], source["id"]) == ("filestream", "mlobs-inference")
     # Which names the globs match: tests/unit/test_log_rotation_globs.py.
     assert all(path.startswith("/var/log/mlobs/") for path in source["paths"])
     [parser] = source["parsers"]
     assert parser["ndjson"]["target"] == "" and parser["ndjson"]["add_error_key"] is True
     assert config["output.logstash"]["hosts"] == ["logstash:5044"]
-    assert config["path.data"]
+    # Where the registry lives: tests/unit/test_delivery_guarantee.py.
     assert config["http.enabled"] is True and config["http.port"] == 5066
-    assert "docker" not in (REPO / "filebeat/filebeat.yml").read_text().replace("No Docker", "")
+    # Files only: no container input, no autodiscover, no Docker socket.
+    assert [item["type"] for item in config["filebeat.inputs"]] == ["filestream"]
+    assert [key for key in config if key.startswith("filebeat.autodiscover")] == []
+    volumes = compose()["services"]["filebeat"]["volumes"]
+    assert [v for v in volumes if "docker" in v.split(":")[0]] == []
 
 
 def test_filebeat_ships_the_inference_events_of_the_log_file_and_nothing_else(
@@ -350,17 +350,31 @@ def test_env_example_holds_no_secret():
 
 
 def _saved_objects() -> list[dict]:
-    text = (REPO / "kibana/saved-objects.ndjson").read_text()
+    text = generated_text("kibana/saved-objects.ndjson")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def _version(text: str) -> tuple[int, ...]:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", text), text
+    return tuple(int(part) for part in text.split("."))
+
+
 def test_saved_objects_parse_and_carry_migration_versions():
+    """Kibana imports an object only with migration versions, and refuses one that claims a
+    version newer than its own."""
     objects = _saved_objects()
     assert [o["type"] for o in objects] == ["index-pattern", "search", "lens", "lens", "dashboard"]
     assert len({(o["type"], o["id"]) for o in objects}) == len(objects)
+    stack = _version(env_example()["ELASTIC_VERSION"])
     for item in objects:
-        assert item["coreMigrationVersion"] and item["typeMigrationVersion"]
-        assert item["managed"] is False and item["attributes"]["title"]
+        assert _version(item["coreMigrationVersion"]) <= stack, item["id"]
+        assert _version(item["typeMigrationVersion"]) <= stack, item["id"]
+        assert item["managed"] is False
+    # The names README's "Quick start" tells the user to open; every title is distinct.
+    titles = {o["type"]: o["attributes"]["title"] for o in objects if o["type"] != "lens"}
+    assert titles["dashboard"] == "ML inference logs"
+    assert titles["search"] == "Low-confidence predictions"
+    assert len({o["attributes"]["title"] for o in objects}) == len(objects)
     for item in objects:  # nested JSON strings must parse too
         for key, value in item["attributes"].items():
             if key.endswith("JSON"):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import fnmatch
 import json
 
+import yaml
+
 from setup.elastic_setup import MAPPINGS_TEMPLATE, SETTINGS_TEMPLATE
 from tests.conftest import REPO
 
@@ -100,3 +102,10 @@ def test_the_model_knows_the_logsdb_default():
     assert index_mode({}, "metrics-x-default") == "standard"
     explicit = {"index.mode": "logsdb", "index.mapping.ignore_malformed": False}
     assert ignore_malformed(explicit) is False
+
+
+def test_logstash_keeps_what_elasticsearch_refuses():
+    """The other half of the promise: without the dead letter queue Logstash drops a refused
+    event with a log line, and the event is gone."""
+    settings = yaml.safe_load((REPO / "logstash/config/logstash.yml").read_text())
+    assert settings["dead_letter_queue.enable"] is True

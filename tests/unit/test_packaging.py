@@ -55,8 +55,14 @@ def test_the_wheel_holds_mlobs_only_with_its_type_marker(wheel):
     paths = _record(wheel)
     top_level = {path.split("/")[0] for path in paths if ".dist-info/" not in path}
     assert top_level == {"mlobs"}
-    assert "mlobs/py.typed" in paths
-    assert "mlobs/server.py" in paths and "mlobs/generate/__init__.py" in paths
+    # Every module and the type marker: an import of a user's code finds all of mlobs.
+    checkout = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "mlobs").rglob("*")
+        if path.is_file() and path.suffix in (".py", ".typed")
+    }
+    assert "mlobs/py.typed" in checkout
+    assert sorted(checkout - set(paths)) == []
 
 
 def test_installing_into_a_fresh_venv_adds_mlobs_and_its_metadata_only(wheel, tmp_path):

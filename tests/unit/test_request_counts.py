@@ -10,13 +10,14 @@ distinct values of the fingerprint field, which the pipeline also uses as the do
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from mlobs.generate.logstash_pipeline import DOCUMENT_ID_FIELD
-from tests.conftest import REPO
+from tests.support.generated import generated_json, generated_text, rendered
 
 
 def _lens_metrics() -> list[tuple[str, dict]]:
-    text = (REPO / "kibana/saved-objects.ndjson").read_text()
+    text = generated_text("kibana/saved-objects.ndjson")
     metrics = []
     for item in (json.loads(line) for line in text.splitlines() if line.strip()):
         if item["type"] != "lens":
@@ -31,8 +32,9 @@ def _lens_metrics() -> list[tuple[str, dict]]:
 
 def _grafana_elasticsearch_metrics() -> list[tuple[str, dict]]:
     metrics = []
-    for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
-        for panel in json.loads(path.read_text()).get("panels", []):
+    boards = sorted(path for path in rendered() if path.parent == Path("grafana/dashboards"))
+    for path in boards:
+        for panel in generated_json(path).get("panels", []):
             for target in panel.get("targets", []):
                 if (target.get("datasource") or {}).get("type") == "elasticsearch":
                     for metric in target.get("metrics", []):

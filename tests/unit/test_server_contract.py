@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.http import label_values, log_events, sample
+from tests.support.http import label_values, log_events, metric_samples, sample
 
 ANOMALY_BODY = {
     "features": {
@@ -33,6 +33,21 @@ INFERENCE_FIELDS = {
     "status",
     "features",
     "predict_ms",
+}
+
+# The inference log's `features` of each model, in the order the model reads them.
+LOGGED_FEATURES = {
+    "anomaly-detector": list(ANOMALY_BODY["features"]),
+    "chatbot": ["length", "tokens", "oov_share"],
+}
+# What GET /model tells a client to send (the chatbot's limit: test_bad_input.py's cases).
+DESCRIBED_INPUT = {
+    "anomaly-detector": {
+        "features": LOGGED_FEATURES["anomaly-detector"],
+        "type": "number",
+        "finite": True,
+    },
+    "chatbot": {"message": {"type": "string", "min_length": 1, "max_length": 2000}},
 }
 
 
@@ -91,7 +106,9 @@ def test_model_health_and_readiness_endpoints(server):
     assert described["name"] == model.name
     assert described["version"] == model.version
     assert described["labels"] == list(model.labels)
-    assert described["input"]
+    assert described["input"] == DESCRIBED_INPUT[model.name]
+    # Drift is watched on what the inference log records as `features`, and on the prediction.
+    assert described["drift_features"] == [*LOGGED_FEATURES[model.name], "prediction"]
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
@@ -130,7 +147,8 @@ def test_metrics_exposition_has_every_family_with_contract_labels(server):
         sample(text, "model_predictions_total", **mv, label=label) for label in model.labels
     )
     assert predicted == 3
-    assert "_created" not in text
+    # No `_created` series: they would double every family's series for nothing.
+    assert [name for name, _ in metric_samples(text) if name.endswith("_created")] == []
 
 
 def test_unknown_paths_do_not_create_label_values(server):
@@ -186,7 +204,7 @@ def test_chatbot_never_logs_raw_text_unless_opted_in(serve, chatbot_model, log_f
         client.post("/predict", json={"message": secret, "extra": "field"})
     assert "4111" not in log_file.read_text()
     [event, _] = log_events(log_file)
-    assert set(event["features"]) == {"length", "tokens", "oov_share"}
+    assert list(event["features"]) == LOGGED_FEATURES["chatbot"]
     assert event["features"]["length"] == len(secret)
 
     with serve(chatbot_model, log_raw_input=True) as client:
