@@ -36,7 +36,7 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type, minim
         expected = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r}: expected {expected}") from None
     if not math.isfinite(value) or value < minimum:
-        bound = "greater than 0" if minimum > 0 else "0 or more"
+        bound = "0 or more" if minimum == 0 else f"at least {minimum:g}"
         raise SettingsError(f"{name}={raw!r}: must be {bound}")
     return value
 

@@ -116,27 +116,6 @@ def test_message_of_exactly_the_limit_is_accepted(serve, chatbot_model):
         assert client.post("/predict", json={"message": "a" * 2000}).status_code == 200
 
 
-def test_body_over_64_kib_is_refused(serve, chatbot_model, log_file):
-    body = json.dumps({"message": "x" * 70_000})
-    with serve(chatbot_model) as client:
-        _check_rejected(client, chatbot_model, log_file, "too large", body, 413, None)
-
-
-def test_streamed_body_over_the_limit_is_refused(serve, chatbot_model):
-    def chunks():
-        yield b'{"message": "'
-        for _ in range(100):
-            yield b"x" * 1024
-        yield b'"}'
-
-    with serve(chatbot_model) as client:
-        response = client.post(
-            "/predict", content=chunks(), headers={"content-type": "application/json"}
-        )
-        assert response.status_code == 413
-        assert response.json()["error"] == "body_too_large"
-
-
 def test_wrong_content_type_is_a_client_error(serve, chatbot_model):
     with serve(chatbot_model) as client:
         response = client.post(
