@@ -115,4 +115,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable copy of this module (mlobs.serve, which uvicorn's factory loads by name
+    # too) rather than __main__: one copy of its state, and mutation testing reaches it.
+    from mlobs.serve import main as serve_main
+
+    serve_main()

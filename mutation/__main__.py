@@ -22,7 +22,7 @@ from mutation.results import (
     REPO,
     Mutant,
     changed_line,
-    load_equivalent,
+    load_explained,
     load_mutants,
     score,
     surviving,
@@ -57,10 +57,10 @@ def run_mutmut(names: list[str], deadline: float) -> bool:
 
 
 def retry_names() -> list[str]:
-    """Mutants that survived an earlier run and are not known to be equivalent."""
+    """Mutants that survived an earlier run and that survivors.yaml does not explain."""
     if not MUTANTS.is_dir():
         return []
-    return [m.name for m in surviving(load_mutants(), load_equivalent())]
+    return [m.name for m in surviving(load_mutants(), load_explained())]
 
 
 def mutmut_diff(mutant: Mutant) -> str:
@@ -85,27 +85,31 @@ def changes(diff: str) -> list[str]:
 
 
 def report() -> None:
-    """Print the score, the verdicts per file and every surviving mutant with file:line."""
+    """Print every unexplained surviving mutant with file:line, the verdicts per file, the score."""
     mutants = load_mutants()
-    equivalent = load_equivalent()
-    result = score(mutants, equivalent)
-    survivors = list(surviving(mutants, equivalent))
-    print("\nSurviving mutants (file:line, mutant, change):")
-    for mutant in survivors:
+    explained = load_explained()
+    print("\nSurviving mutants that survivors.yaml does not explain (file:line, mutant, change):")
+    for mutant in surviving(mutants, explained):
         diff = mutmut_diff(mutant)
         print(f"  {mutant.source}:{changed_line(mutant, diff)}  {mutant.name}  [{mutant.status}]")
         for line in changes(diff):
             print(f"      {line}")
-    print("\nPer file (killed / checked, not equivalent):")
+    print("\nPer file (killed / checked, equivalent mutants left out):")
     for source in sorted({m.source for m in mutants}):
-        of_file = [m for m in mutants if m.source == source]
-        part = score(of_file, equivalent)
-        checked = part.killed + part.surviving
+        part = score([m for m in mutants if m.source == source], explained)
         unchecked = f", {part.not_checked} not checked" if part.not_checked else ""
-        print(f"  {source}: {part.killed}/{checked}{unchecked}")
+        print(f"  {source}: {part.killed}/{part.killed + part.surviving}{unchecked}")
+    names = {m.name for m in mutants}
+    stale = sorted(n for n in [*explained.equivalent, *explained.accepted] if n not in names)
+    if stale:
+        # mutmut numbers a function's mutants anew when the function changes.
+        print(f"\nsurvivors.yaml names mutants that no longer exist (check them): {stale}")
+    result = score(mutants, explained)
+    accepted = sum(m.name in explained.accepted and m.status != "killed" for m in mutants)
     print(
         f"\nMutation score: {result.percent:.1f} % ({result.killed} killed of "
-        f"{result.killed + result.surviving} checked; {result.equivalent} equivalent, "
+        f"{result.killed + result.surviving} checked; {accepted} of the survivors accepted in "
+        f"mutation/survivors.yaml; {result.equivalent} equivalent left out; "
         f"{result.not_checked} not checked yet)"
     )
 

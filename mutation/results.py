@@ -1,8 +1,9 @@
 """What mutmut's cache in mutants/ says: each mutant's status, its place in the source, the score.
 
 A mutant is killed when a test failed (or timed out) against it; it survives when every selected
-test passed, or when no test ran its function at all. Mutants listed in equivalent.yaml behave
-exactly like the original code: they leave the score's denominator."""
+test passed, or when no test ran its function at all. survivors.yaml explains survivors: an
+`equivalent` mutant behaves exactly like the original code and leaves the score's denominator; an
+`accepted` one changes something no test should pin (say why) and still counts as surviving."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 MUTANTS = REPO / "mutants"
-EQUIVALENT_FILE = Path(__file__).with_name("equivalent.yaml")
+SURVIVORS_FILE = Path(__file__).with_name("survivors.yaml")
 
 # mutmut's exit codes (mutmut/stats.py, status_by_exit_code) folded into what the score needs.
 KILLED_CODES = {1, 3, 36, 24, -24, 152, 255, -11, -9, 37}
@@ -67,10 +68,24 @@ def load_mutants(mutants_dir: Path = MUTANTS) -> list[Mutant]:
     return found
 
 
-def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
-    """Mutant name -> why it behaves like the original (equivalent.yaml)."""
-    entries = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return {name: str(reason) for name, reason in (entries or {}).items()}
+@dataclass(frozen=True)
+class Explained:
+    """Survivors explained in survivors.yaml: mutant name -> why."""
+
+    equivalent: dict[str, str]
+    accepted: dict[str, str]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.equivalent or name in self.accepted
+
+
+def load_explained(path: Path = SURVIVORS_FILE) -> Explained:
+    """survivors.yaml's two lists (empty when the file is missing)."""
+    data = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    return Explained(
+        equivalent={k: str(v) for k, v in (data.get("equivalent") or {}).items()},
+        accepted={k: str(v) for k, v in (data.get("accepted") or {}).items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,11 @@ class Score:
         return 100.0 * self.killed / checked if checked else 0.0
 
 
-def score(mutants: list[Mutant], equivalent: dict[str, str]) -> Score:
+def score(mutants: list[Mutant], explained: Explained) -> Score:
     """Count verdicts; an equivalent mutant counts nowhere but in `equivalent`."""
     counts = {"killed": 0, "surviving": 0, "equivalent": 0, "not checked": 0}
     for mutant in mutants:
-        if mutant.name in equivalent and mutant.status != "killed":
+        if mutant.name in explained.equivalent and mutant.status != "killed":
             counts["equivalent"] += 1
         elif mutant.status in ("killed", "not checked"):
             counts[mutant.status] += 1
@@ -144,8 +159,8 @@ def changed_line(mutant: Mutant, diff: str) -> int:
     return min(candidates, key=lambda number: abs(number - guess), default=guess)
 
 
-def surviving(mutants: list[Mutant], equivalent: dict[str, str]) -> Iterator[Mutant]:
-    """Mutants that count against the score, in source order."""
+def surviving(mutants: list[Mutant], explained: Explained) -> Iterator[Mutant]:
+    """Checked mutants that no test killed and survivors.yaml does not explain, in source order."""
     for mutant in mutants:
-        if mutant.status not in ("killed", "not checked") and mutant.name not in equivalent:
+        if mutant.status not in ("killed", "not checked") and mutant.name not in explained:
             yield mutant

@@ -5,7 +5,7 @@ import difflib
 import json
 from pathlib import Path
 
-from mutation.results import Mutant, changed_line, load_mutants, score, surviving
+from mutation.results import Explained, Mutant, changed_line, load_mutants, score, surviving
 from tests.conftest import REPO
 
 
@@ -17,7 +17,7 @@ def _cache(tmp_path: Path, exit_codes: dict[str, int | None]) -> Path:
     return tmp_path
 
 
-def test_verdicts_and_score_count_equivalent_mutants_nowhere(tmp_path):
+def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving(tmp_path):
     codes = {
         "mlobs.spec.x_load_spec__mutmut_1": 1,  # a test failed
         "mlobs.spec.x_load_spec__mutmut_2": 36,  # timed out: an endless loop is caught too
@@ -25,6 +25,7 @@ def test_verdicts_and_score_count_equivalent_mutants_nowhere(tmp_path):
         "mlobs.spec.x_load_spec__mutmut_4": 33,  # no test runs the function
         "mlobs.spec.x_load_spec__mutmut_5": 0,  # passes, but behaves as the original
         "mlobs.spec.x_load_spec__mutmut_6": None,  # budget ran out before it
+        "mlobs.spec.x_load_spec__mutmut_7": 0,  # passes; changes nothing a test should pin
     }
     mutants = load_mutants(_cache(tmp_path, codes))
     assert {m.name.rsplit("_", 1)[1]: m.status for m in mutants} == {
@@ -34,12 +35,16 @@ def test_verdicts_and_score_count_equivalent_mutants_nowhere(tmp_path):
         "4": "no tests",
         "5": "survived",
         "6": "not checked",
+        "7": "survived",
     }
-    equivalent = {"mlobs.spec.x_load_spec__mutmut_5": "same output"}
-    result = score(mutants, equivalent)
-    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 2, 1, 1)
-    assert result.percent == 50.0
-    assert [m.name for m in surviving(mutants, equivalent)] == [
+    explained = Explained(
+        equivalent={"mlobs.spec.x_load_spec__mutmut_5": "same output"},
+        accepted={"mlobs.spec.x_load_spec__mutmut_7": "an error message's wording"},
+    )
+    result = score(mutants, explained)
+    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 3, 1, 1)
+    assert result.percent == 40.0
+    assert [m.name for m in surviving(mutants, explained)] == [
         "mlobs.spec.x_load_spec__mutmut_3",
         "mlobs.spec.x_load_spec__mutmut_4",
     ]
