@@ -4,6 +4,7 @@ at exit, write the mutated functions this process ran, with the test that starte
 import atexit
 import json
 import os
+import signal
 import sys
 
 _HITS_DIR = os.environ.get("MLOBS_MUTATION_HITS_DIR")
@@ -21,9 +22,15 @@ def _write_hits() -> None:
             json.dump({"test": _TEST, "functions": functions}, out)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # uvicorn's workers end by raising SIGTERM again once they have stopped, with the handler
+    # they found at start-up: this one. Write the hits, then die of the signal as before.
+    _write_hits()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 if _HITS_DIR and os.environ.get("MUTANT_UNDER_TEST") == "stats":
     atexit.register(_write_hits)
-    # multiprocessing's children (uvicorn's workers) leave through os._exit, past atexit.
-    from multiprocessing import util
-
-    util.Finalize(None, _write_hits, exitpriority=0)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
