@@ -1,5 +1,6 @@
-"""Draining: what a server answers between SIGTERM and its exit (the signal itself is tested
-with real uvicorn in tests/integration/test_slow_models.py)."""
+"""Draining: how a server waits for its requests between SIGTERM and its exit (what it answers
+meanwhile: tests/unit/test_fields_read_back.py; the signal itself, with real uvicorn:
+tests/integration/test_slow_models.py and test_process_life.py)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,6 @@ import asyncio
 
 from mlobs.logs import get_logger
 from mlobs.shutdown import GracefulShutdown
-from tests.support.http import log_events, sample
-from tests.unit.test_server_contract import CHAT_BODY
-
-
-def test_a_draining_server_is_not_ready_and_sheds_new_predictions(serve, chatbot_model, log_file):
-    with serve(chatbot_model) as client:
-        assert client.get("/readyz").status_code == 200
-        client.app.state.shutdown.begin()
-        ready = client.get("/readyz")
-        refused = client.post("/predict", json=CHAT_BODY, headers={"X-Request-ID": "late-1"})
-        alive = client.get("/healthz")
-        text = client.get("/metrics").text
-    assert ready.status_code == 503 and alive.status_code == 200
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-    assert refused.json()["error"] == "shutting_down"
-    assert refused.headers["x-request-id"] == "late-1"
-    labels = {"model": "chatbot", "model_version": chatbot_model.version}
-    assert sample(text, "model_requests_total", **labels, status="shed") == 1
-    [event] = log_events(log_file)
-    assert (event["status"], event["error_type"], event["level"]) == (
-        "shed",
-        "shutting_down",
-        "warning",
-    )
-    assert "predict_ms" not in event  # the model never ran
 
 
 def test_a_drain_waits_for_requests_in_flight_but_not_past_the_grace_period():

@@ -76,15 +76,12 @@ def test_dashboard_round_trips_through_the_sdk_models(path):
     assert JSONEncoder(sort_keys=True, indent=2).encode(decoded) + "\n" == text
 
 
-def test_every_panel_has_a_unit_a_unique_id_and_says_it_is_generated():
+def test_every_dashboard_has_unique_panel_ids_and_says_it_is_generated():
     for path in DASHBOARDS:
         board = dashboard(path)
         assert "make generate" in board["description"]
         ids = [p["id"] for p in board["panels"]]
-        assert len(ids) == len(set(ids))
-        for panel in board["panels"]:
-            if panel["type"] not in ("row", "logs"):
-                assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+        assert len(ids) == len(set(ids))  # units: tests/unit/test_panel_intent.py
 
 
 def test_queries_read_only_exported_or_recorded_series(exposed):
