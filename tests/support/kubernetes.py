@@ -1,8 +1,12 @@
 """Checking Kubernetes manifests where no cluster runs: kustomize, and strict schema validation.
 
-- Kustomize: the bases of deploy/kubernetes/ list manifest files in `resources` and use no other
-  field; `build` loads them and raises on anything else. Where kubectl is installed, `kubectl
-  kustomize` renders them too and the two must agree.
+- The bases: deploy/kubernetes/ as the generator renders it now (tests.support.generated), written
+  to a temporary directory for kustomize, so that a change of mlobs/generate/kubernetes/ (or a
+  mutant of it) meets the tests without `make generate`; the committed files equal it
+  (tests/unit/test_generated_files.py).
+- Kustomize: the bases list manifest files in `resources` and use no other field; `build` loads
+  them and raises on anything else. Where kubectl is installed, `kubectl kustomize` renders them
+  too and the two must agree.
 - Core kinds validate against kubernetes-validate's strict schemas (unknown fields are errors).
 - Custom resources validate against the openAPIV3Schema of their CRD (MLOBS_KUBERNETES_SCHEMAS,
   default ../shared/schemas/kubernetes: Prometheus Operator v0.93.0 and ECK v3.5.0), made strict
@@ -15,11 +19,13 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -34,8 +40,9 @@ import yaml
 from referencing import Registry, Resource
 
 from tests.conftest import REPO, REQUIRE_TOOLS
+from tests.support.generated import rendered
 
-DEPLOY = REPO / "deploy/kubernetes"
+DEPLOY = Path("deploy/kubernetes")  # the bases, relative to the repository root
 README = REPO / "README.md"
 KUBERNETES_VERSION = "1.32"
 DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
@@ -74,8 +81,44 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.load_all(path.read_text(), Loader=_Loader) if doc]
 
 
+def deploy_dir() -> Path:
+    """deploy/kubernetes/ as rendered now, on disk: written once per distinct rendering (a
+    mutant's differs from the code's) and removed when the tests end."""
+    files = sorted((path, text) for path, text in rendered().items() if path.is_relative_to(DEPLOY))
+    return _written(tuple(files)) / DEPLOY
+
+
+@cache
+def _written(files: tuple[tuple[Path, str], ...]) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="mlobs-deploy-"))
+    atexit.register(_remove, root, os.getpid())
+    for path, text in files:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+def _remove(root: Path, pid: int) -> None:
+    # A forked child (mutmut runs each mutant in one) inherits the handler: the tree is its
+    # parent's, still in use.
+    if os.getpid() == pid:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@cache
+def _objects(directory: Path) -> list[dict[str, Any]]:
+    return build(directory)
+
+
+def part(name: str) -> list[dict[str, Any]]:
+    """The objects of one base of deploy/kubernetes/ as rendered now. Shared between callers:
+    copy before changing them."""
+    return _objects(deploy_dir() / name)
+
+
 def kustomization_dirs() -> list[Path]:
-    return sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
+    """The bases of deploy/kubernetes/ as rendered now."""
+    return sorted(path.parent for path in deploy_dir().rglob("kustomization.yaml"))
 
 
 def object_id(obj: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -158,7 +201,8 @@ def kubectl_build(directory: Path) -> list[dict[str, Any]]:
 
 
 def all_objects() -> list[dict[str, Any]]:
-    return [obj for directory in kustomization_dirs() for obj in build(directory)]
+    """Every object of every base as rendered now (shared: copy before changing them)."""
+    return [obj for directory in kustomization_dirs() for obj in _objects(directory)]
 
 
 # --- schemas -----------------------------------------------------------------------------------

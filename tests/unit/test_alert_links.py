@@ -1,29 +1,54 @@
-"""Every alert links to a dashboard that explains it: the linked dashboard exists, the panel that
-mlobs.generate.links names for the alert is on it and reads the alert's series (through the
-recording rules), and the dashboard receives the alert's labels as its variables.
-ModelFeatureDriftHigh used to link ml-model-health, which has no drift panel."""
+"""Every alert links to the dashboard that explains it, at the panel a user must look at: the
+table below says which, from README's "Alerts" and "Grafana" sections, not from the generator's
+own table (mlobs.generate.links), so a link to the wrong dashboard or panel fails here. The
+linked panel reads the alert's series (through the recording rules), and the dashboard receives
+the alert's labels as its variables. ModelFeatureDriftHigh used to link ml-model-health, which
+has no drift panel."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from mlobs.generate.links import ALERT_PANELS
-from mlobs.spec import load_spec
-from tests.conftest import REPO
-from tests.support.generated import generated_json, generated_yaml, rendered
+from tests.support.generated import generated_json, generated_yaml, rendered, spec_yaml
 from tests.support.grafana import PROMETHEUS, alert_rules, panel_queries, query_variables
 from tests.support.promql import raw_metric_names
 
-SPEC = load_spec(REPO / "observability.yaml")
-# record -> its expression, from the rendered recording rules.
-RECORDED = {
-    rule["record"]: rule["expr"]
-    for group in generated_yaml("prometheus/rules/recording.yml")["groups"]
-    for rule in group["rules"]
+
+class Link(NamedTuple):
+    """Where an alert's link must land: a dashboard, the panel that explains the alert there, and
+    the alert labels that select what the panel shows (the dashboard variables of the same name)."""
+
+    dashboard: str
+    panel: str
+    variables: tuple[str, ...]
+
+
+HEALTH, DRIFT = "ml-model-health", "ml-drift"
+EXPECTED = {
+    "ModelP99LatencyHigh": Link(HEALTH, "Latency p50 / p90 / p99", ("model",)),
+    "ModelErrorRateHigh": Link(HEALTH, "5xx ratio (server errors + shed)", ("model",)),
+    "ModelFeatureDriftHigh": Link(DRIFT, "PSI per feature", ("model", "feature")),
+    "ModelLowConfidence": Link(HEALTH, "Low-confidence share", ("model",)),
+    # A target that cannot be scraped, or none at all: "Targets up" per model shows 0 for both.
+    "ModelServerDown": Link(HEALTH, "Targets up", ("model",)),
+    "ModelServerMissing": Link(HEALTH, "Targets up", ("model",)),
+    "ModelNoTraffic": Link(HEALTH, "Request rate by outcome", ("model",)),
 }
+# README: Grafana's own alert rules (p99 latency, 5xx ratio, PSI), titled as the alerts.
+GRAFANA_RULES = ("ModelP99LatencyHigh", "ModelErrorRateHigh", "ModelFeatureDriftHigh")
+
+
+def _recorded() -> dict[str, str]:
+    """record -> its expression, from the rendered recording rules."""
+    return {
+        rule["record"]: rule["expr"]
+        for group in generated_yaml("prometheus/rules/recording.yml")["groups"]
+        for rule in group["rules"]
+    }
 
 
 def _board(uid: str) -> dict:
@@ -40,13 +65,13 @@ def _panel_series(board: dict, title: str) -> set[str]:
         name
         for query in queries
         if query.datasource == PROMETHEUS
-        for name in raw_metric_names(query.template, RECORDED)
+        for name in raw_metric_names(query.template, _recorded())
     }
 
 
-def _prometheus_alerts() -> list[dict]:
+def _prometheus_alerts() -> dict[str, dict]:
     groups = generated_yaml("prometheus/rules/alerts.yml")["groups"]
-    return [rule for group in groups for rule in group["rules"]]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
 
 
 def _alert_labels() -> dict[str, set[str]]:
@@ -60,31 +85,43 @@ def _alert_labels() -> dict[str, set[str]]:
     return labels
 
 
-@pytest.mark.parametrize("alert", _prometheus_alerts(), ids=lambda a: a["alert"])
-def test_prometheus_alert_links_a_dashboard_with_its_panel_and_labels(alert):
+def test_the_table_covers_every_alert_and_grafana_rule():
+    """A new alert needs its line above."""
+    assert set(_prometheus_alerts()) == set(EXPECTED)
+    assert sorted(rule["title"] for rule in alert_rules()) == sorted(GRAFANA_RULES)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_prometheus_alert_links_its_dashboard_with_its_panel_and_labels(name):
+    expected = EXPECTED[name]
+    alert = _prometheus_alerts()[name]
     url = urlsplit(alert["annotations"]["dashboard"])
-    assert f"{url.scheme}://{url.netloc}" == SPEC.grafana_url
-    assert url.path.startswith("/d/")
-    board = _board(url.path.removeprefix("/d/"))
-    series = raw_metric_names(alert["expr"], RECORDED)
-    panel = ALERT_PANELS[alert["alert"]].panel
+    assert f"{url.scheme}://{url.netloc}" == spec_yaml()["grafana_url"].rstrip("/")
+    assert url.path == f"/d/{expected.dashboard}"
+    board = _board(expected.dashboard)
+    series = raw_metric_names(alert["expr"], _recorded())
+    panel = expected.panel
     assert _panel_series(board, panel) & series, f"{panel} does not read {sorted(series)}"
+    # The alert's own labels, as Prometheus fills the template in, select the variables.
+    assert parse_qsl(url.query) == [
+        (f"var-{label}", f"{{{{ $labels.{label} }}}}") for label in expected.variables
+    ]
     variables = {v.name for v in query_variables(board)}
-    fired_with = _alert_labels()[alert["alert"]]
-    for key, value in parse_qsl(url.query):
-        assert key.startswith("var-") and key.removeprefix("var-") in variables, key
-        label = value.removeprefix("{{ $labels.").removesuffix(" }}")
-        assert value == f"{{{{ $labels.{label} }}}}" and label in fired_with, value
+    fired_with = _alert_labels()[name]
+    assert set(expected.variables) <= variables & fired_with
     # Every dashboard variable the alert has a label for is filled in (the drift dashboard's
     # feature, not only the model).
-    passed = {k.removeprefix("var-") for k, _ in parse_qsl(url.query)}
-    assert variables & fired_with <= passed
+    assert variables & fired_with <= set(expected.variables)
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["title"])
-def test_grafana_rule_links_the_panel_of_its_series(rule):
-    board = _board(rule["annotations"]["__dashboardUid__"])
+@pytest.mark.parametrize("name", GRAFANA_RULES)
+def test_grafana_rule_links_the_panel_of_its_series(name):
+    expected = EXPECTED[name]
+    [rule] = [rule for rule in alert_rules() if rule["title"] == name]
+    assert rule["annotations"]["__dashboardUid__"] == expected.dashboard
+    board = _board(expected.dashboard)
     [panel] = [p for p in board["panels"] if str(p["id"]) == rule["annotations"]["__panelId__"]]
+    assert panel["title"] == expected.panel
     query = next(q for q in rule["data"] if q["datasourceUid"] == PROMETHEUS)
-    series = raw_metric_names(query["model"]["expr"], RECORDED)
+    series = raw_metric_names(query["model"]["expr"], _recorded())
     assert _panel_series(board, panel["title"]) & series, panel["title"]

@@ -1,5 +1,8 @@
 """deploy/kubernetes/logs/: the compose stack's log path on ECK, with the same documents.
 
+The manifests are the generator's output now (tests/support/kubernetes.py, part); the names ECK
+gives what it creates are derived here from our resources' names, the way ECK does.
+
 Filebeat reads the model servers' stdout on each node instead of a shared file. Its events then
 differ from compose's only in what the container parser adds (`stream`, Docker's attrs), which
 the input drops, and in the file's path; so Logstash, running the same pipeline plus ECK's CA,
@@ -20,42 +23,49 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from mlobs.generate.kubernetes.cluster import (
-    BEATS_PORT,
-    CREDENTIALS_SECRET,
-    ES_CA_SECRET,
-    ES_ELASTIC_USER_SECRET,
-    ES_SERVICE,
-    KIBANA_CA_SECRET,
-    KIBANA_SERVICE,
-    LOGSTASH_BEATS_SERVICE,
-    KubernetesSetup,
-)
 from mlobs.generate.kubernetes.logs import CONTAINER_PARSER_FIELDS
 from mlobs.logs import INFERENCE
 from mlobs.server import create_app
 from mlobs.settings import Settings
 from setup.elastic_setup import REQUIRED
 from tests.conftest import REPO
+from tests.support.generated import generated_text
 from tests.support.inference_lines import inference_lines
-from tests.support.kubernetes import DEPLOY, build, containers, nodes, pod_specs, readme_secrets
+from tests.support.kubernetes import containers, nodes, part, pod_specs, readme_secrets
 from tests.support.log_chain import FILEBEAT_FIELDS, filebeat, filebeat_processors, logstash
 from tests.support.stack_files import env_example
 from tests.unit.test_log_rotation_globs import go_glob_regex
 
-LOGS = build(DEPLOY / "logs")
-MODELS = build(DEPLOY / "model-servers")
-COMPOSE_PIPELINE = (REPO / "logstash/pipeline/inference.conf").read_text()
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-[COMPOSE_INPUT] = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())["filebeat.inputs"]
+COMPOSE_FILEBEAT = yaml.safe_load((REPO / "filebeat/filebeat.yml").read_text())
+[COMPOSE_INPUT] = COMPOSE_FILEBEAT["filebeat.inputs"]
+# Logstash's beats port: where compose's Filebeat ships (logstash:5044).
+[BEATS_PORT] = [
+    int(host.rsplit(":", 1)[1]) for host in COMPOSE_FILEBEAT["output.logstash"]["hosts"]
+]
 # What the container parser puts into an event besides the line: the stream always, Docker's
 # log attributes when the runtime's json-file driver has some.
 CONTAINER_FIELDS = {"stream": "stdout", "docker": {"attrs": {"tag": "x"}}}
 
 
+def _logs() -> list[dict]:
+    return part("logs")
+
+
 def _one(kind: str) -> dict:
-    [obj] = [obj for obj in LOGS if obj["kind"] == kind]
+    [obj] = [obj for obj in _logs() if obj["kind"] == kind]
     return obj
+
+
+def _eck(kind: str, suffix: str) -> str:
+    """A name ECK gives something it creates for our resource of `kind`: the resource's name and
+    a suffix (elastic/cloud-on-k8s v3.5.0, pkg/apis/*/name.go and
+    pkg/controller/common/certificates/secret.go)."""
+    return f"{_one(kind)['metadata']['name']}-{suffix}"
+
+
+def _compose_pipeline() -> str:
+    return generated_text("logstash/pipeline/inference.conf")
 
 
 def _input() -> dict:
@@ -138,8 +148,8 @@ def test_filebeat_reads_the_model_servers_stdout_and_nothing_else():
     namespace. Filebeat expands paths with Go's filepath.Glob."""
     [pattern] = _input()["paths"]
     matches = go_glob_regex(pattern).fullmatch
-    models = [obj for obj in MODELS if obj["kind"] == "Deployment"]
-    others = [obj for obj in LOGS + build(DEPLOY / "metrics") if pod_specs(obj)]
+    models = [obj for obj in part("model-servers") if obj["kind"] == "Deployment"]
+    others = [obj for obj in _logs() + part("metrics") if pod_specs(obj)]
     model_logs = [_log_file(o, c["name"]) for o in models for c in containers(o)]
     other_logs = [_log_file(o, c["name"]) for o in others for c in containers(o)]
     other_logs += [_log_file(o, c["name"], "other-team") for o in models for c in containers(o)]
@@ -150,8 +160,9 @@ def test_filebeat_reads_the_model_servers_stdout_and_nothing_else():
 
 def test_filebeat_ships_to_logstashs_beats_service():
     config = _one("Beat")["spec"]["config"]
-    assert config["output.logstash"]["hosts"] == [f"{LOGSTASH_BEATS_SERVICE}:{BEATS_PORT}"]
     [service] = _one("Logstash")["spec"]["services"]
+    beats_service = _eck("Logstash", f"ls-{service['name']}")
+    assert config["output.logstash"]["hosts"] == [f"{beats_service}:{BEATS_PORT}"]
     assert [p["port"] for p in service["service"]["spec"]["ports"]] == [BEATS_PORT]
     tree = dict(logstash_pipeline_parser.Pipeline(_k8s_pipeline()).parse())
     [(plugin, options)] = tree["input"]
@@ -173,7 +184,7 @@ def _without_option(tree: list, option: str) -> list:
 def test_logstash_runs_the_generated_pipeline_plus_only_ecks_ca():
     ca = "ssl_certificate_authorities"
     cluster = logstash_pipeline_parser.Pipeline(_k8s_pipeline()).parse()
-    compose = logstash_pipeline_parser.Pipeline(COMPOSE_PIPELINE).parse()
+    compose = logstash_pipeline_parser.Pipeline(_compose_pipeline()).parse()
     assert _without_option(cluster, ca) == compose != cluster
 
 
@@ -201,11 +212,12 @@ def test_logstash_verifies_elasticsearch_with_the_mounted_ca_and_has_every_varia
     [(_, options)] = tree["output"]
     options = dict(options)
     [[ca_file]] = options["ssl_certificate_authorities"]
-    assert _mounted_ca(template, container, ca_file) == ES_CA_SECRET
+    es_service = _eck("Elasticsearch", "es-http")
+    assert _mounted_ca(template, container, ca_file) == f"{es_service}-certs-public"
     env = {e["name"]: e for e in container["env"]}
     needed = set(re.findall(r"\$\{(\w+)(?::[^}]*)?\}", _k8s_pipeline()))
     assert needed <= set(env)
-    assert env["ELASTICSEARCH_URL"]["value"] == f"https://{ES_SERVICE}:9200"
+    assert env["ELASTICSEARCH_URL"]["value"] == f"https://{es_service}:9200"
 
 
 # Logstash's byte units (logstash.yml) and Kubernetes' binary quantities.
@@ -245,7 +257,7 @@ def test_no_compose_only_value_reaches_an_eck_configuration():
     compose_only = re.compile(rf"\$\{{|kibana_system|(?<![\w.-])(?:{hosts}):\d+")
     configs = [
         node["config"]
-        for node in nodes(LOGS)
+        for node in nodes(_logs())
         if isinstance(node, dict) and isinstance(node.get("config"), dict)
     ]
     assert len(configs) == 4, configs  # Elasticsearch's node set, Kibana, Logstash, Filebeat
@@ -254,14 +266,14 @@ def test_no_compose_only_value_reaches_an_eck_configuration():
 
 
 def test_the_elastic_stack_runs_the_compose_version():
-    versions = {obj["spec"]["version"] for obj in LOGS if "version" in obj.get("spec", {})}
+    versions = {obj["spec"]["version"] for obj in _logs() if "version" in obj.get("spec", {})}
     assert versions == {env_example()["ELASTIC_VERSION"]}
 
 
 def _jobs() -> dict[str, dict]:
     return {
         job["spec"]["template"]["spec"]["containers"][0]["command"][-1]: job
-        for job in LOGS
+        for job in _logs()
         if job["kind"] == "Job"
     }
 
@@ -269,13 +281,15 @@ def _jobs() -> dict[str, dict]:
 def test_the_setup_jobs_run_both_steps_with_what_each_requires():
     jobs = _jobs()
     assert set(jobs) == {"elasticsearch", "kibana"}
+    es_service, kb_service = _eck("Elasticsearch", "es-http"), _eck("Kibana", "kb-http")
     for step, job in jobs.items():
         template = job["spec"]["template"]
         [container] = template["spec"]["containers"]
         assert container["command"] == ["python", "-m", "setup", step]
         env = {e["name"]: e for e in container["env"]}
         assert set(REQUIRED[step].values()) <= set(env), step
-        expected_ca = {"elasticsearch": ES_CA_SECRET, "kibana": KIBANA_CA_SECRET}[step]
+        service = {"elasticsearch": es_service, "kibana": kb_service}[step]
+        expected_ca = f"{service}-certs-public"
         assert _mounted_ca(template, container, env["SSL_CERT_FILE"]["value"]) == expected_ca
         assert template["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] > 0
     es_env = {
@@ -285,8 +299,8 @@ def test_the_setup_jobs_run_both_steps_with_what_each_requires():
     kb_env = {
         e["name"]: e for e in jobs["kibana"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert es_env["ELASTICSEARCH_URL"]["value"] == f"https://{ES_SERVICE}:9200"
-    assert kb_env["KIBANA_URL"]["value"] == f"https://{KIBANA_SERVICE}:5601"
+    assert es_env["ELASTICSEARCH_URL"]["value"] == f"https://{es_service}:9200"
+    assert kb_env["KIBANA_URL"]["value"] == f"https://{kb_service}:5601"
 
 
 def test_logstash_logs_in_as_the_writer_the_setup_creates():
@@ -300,21 +314,23 @@ def test_logstash_logs_in_as_the_writer_the_setup_creates():
 
 
 def test_every_secret_is_one_eck_creates_or_one_the_readme_asks_for():
-    """Each key our pods read from the user's Secret is one the README's `kubectl create secret`
-    command sets, and the command sets no key nothing reads."""
+    """Our pods read the superuser's password from ECK's Secret and every other secret from the
+    one the README's `kubectl create secret` command creates in their namespace: each key that
+    command sets and no other."""
     refs = {
         (node["secretKeyRef"]["name"], node["secretKeyRef"]["key"])
-        for node in nodes(LOGS)
+        for node in nodes(_logs())
         if isinstance(node, dict) and "secretKeyRef" in node
     }
-    user_keys = {key for name, key in refs if name == CREDENTIALS_SECRET}
-    assert refs - {(CREDENTIALS_SECRET, key) for key in user_keys} == {
-        (ES_ELASTIC_USER_SECRET, "elastic")
-    }
-    assert user_keys == readme_secrets()[(KubernetesSetup().namespace, CREDENTIALS_SECRET)]
+    [namespace] = {obj["metadata"]["namespace"] for obj in _logs()}
+    [(user_secret, keys)] = [
+        (name, keys) for (ns, name), keys in readme_secrets().items() if ns == namespace
+    ]
+    eck = (_eck("Elasticsearch", "es-elastic-user"), "elastic")
+    assert refs == {eck} | {(user_secret, key) for key in keys}
 
 
 def test_no_password_is_written_into_a_manifest():
-    env = [e for c in containers(LOGS) for e in c.get("env", [])]
+    env = [e for c in containers(_logs()) for e in c.get("env", [])]
     secrets = [e for e in env if re.search("PASSWORD|TOKEN|KEY", e["name"])]
     assert secrets and all("valueFrom" in e and "value" not in e for e in secrets)

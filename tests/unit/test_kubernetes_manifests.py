@@ -2,8 +2,11 @@
 the compose stack's images, run with least privilege and stopped as gracefully as the servers
 drain.
 
-Kustomizations are resolved in Python (tests/support/kubernetes.py); where kubectl is installed,
-`kubectl kustomize` must render the same objects. Schemas: kubernetes-validate (core kinds) and
+The bases are the generator's output now, written to a temporary directory
+(tests/support/kubernetes.py, deploy_dir); the expectations come from the files compose builds
+and runs from (services/Dockerfile, docker-compose.yml, pyproject.toml), read here.
+Kustomizations are resolved in Python; where kubectl is installed, `kubectl kustomize` must render
+the same objects. Schemas: kubernetes-validate (core kinds) and
 the CRDs of ../shared/schemas/kubernetes, unknown fields being errors in both.
 """
 
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
+import tomllib
 
 import pytest
 import yaml
@@ -22,7 +27,6 @@ from mlobs.generate.kubernetes import PARTS, sources
 from mlobs.generate.kubernetes.__main__ import main
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT
-from mlobs.generate.kubernetes.sources import RepoSources
 from mlobs.serve import CLOSE_SECONDS
 from mlobs.server import create_app
 from mlobs.settings import Settings
@@ -38,11 +42,13 @@ from tests.support.kubernetes import (
     build,
     containers,
     custom_resources,
+    deploy_dir,
     describe,
     kubectl_build,
     kustomization_dirs,
     nodes,
     object_id,
+    part,
     pod_specs,
     schema_dir,
     strict_schema,
@@ -50,12 +56,26 @@ from tests.support.kubernetes import (
 )
 
 SPEC = load_spec(REPO / "observability.yaml")
-SOURCES = RepoSources.read(REPO)
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+# The tag of our images: the project's version.
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+DOCKERFILE = (REPO / "services/Dockerfile").read_text()
+IMAGE_TARGETS = set(re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, re.MULTILINE))
+# The user the images run as.
+[(UID, GID)] = [
+    tuple(map(int, ids)) for ids in re.findall(r"useradd .*--uid (\d+) --gid (\d+)", DOCKERFILE)
+]
+# docker's memory units (mem_limit: 256m) and Kubernetes' binary quantities (256Mi).
+_MEMORY_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
 def _by_kind(objects: list[dict], kind: str) -> list[dict]:
     return [obj for obj in objects if obj["kind"] == kind]
+
+
+def _memory_bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([A-Za-z]+)", size).groups()
+    return int(number) * _MEMORY_UNITS[unit]
 
 
 def _pod_templates(objects: list[dict]) -> list[tuple[dict, dict]]:
@@ -79,15 +99,18 @@ def test_each_part_is_a_kustomization_whose_resources_exist_and_render():
 
 
 def test_every_manifest_file_belongs_to_a_kustomization():
-    """A file no kustomization lists is never applied: e.g. the manifests of a model removed
-    from the spec, left behind by `make generate` (which only writes files)."""
+    """A file no kustomization lists is never applied: one the generator writes without listing
+    it, or the manifests of a model removed from the spec, left behind in the checkout by `make
+    generate` (which only writes files)."""
+    rendered_root = deploy_dir()
     listed = set()
     for directory in kustomization_dirs():
         kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-        listed |= {(directory / entry).resolve() for entry in kustomization["resources"]}
-        listed.add((directory / "kustomization.yaml").resolve())
-    on_disk = {path.resolve() for path in DEPLOY.rglob("*") if path.is_file()}
-    assert on_disk - listed == set()
+        base = directory.relative_to(rendered_root)
+        listed |= {base / entry for entry in [*kustomization["resources"], "kustomization.yaml"]}
+    for root in (rendered_root, REPO / DEPLOY):
+        files = {path.relative_to(root) for path in root.rglob("*") if path.is_file()}
+        assert files - listed == set(), root
 
 
 def test_kubectl_kustomize_renders_what_the_tests_check():
@@ -104,7 +127,7 @@ def test_an_overlay_sets_registry_and_tag_by_the_images_compose_name(tmp_path):
         f"{COMPOSE['name']}-{m.name}": f"registry.example.com/mlobs/{m.name}" for m in SPEC.models
     }
     kustomization = {
-        "resources": [os.path.relpath(DEPLOY / "model-servers", tmp_path)],
+        "resources": [os.path.relpath(deploy_dir() / "model-servers", tmp_path)],
         "images": [{"name": k, "newName": v, "newTag": "1.2.3"} for k, v in images.items()],
     }
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
@@ -201,7 +224,7 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
         )
         == 0
     )
-    objects = [obj for part in PARTS for obj in build(tmp_path / part)]
+    objects = [obj for name in PARTS for obj in build(tmp_path / name)]
     assert {obj["metadata"]["namespace"] for obj in objects} == {"ml-prod", "obs"}
     # ConfigMap data (the datasources' YAML) is one string: searched as a whole.
     strings = [s for s in nodes(objects) if isinstance(s, str)]
@@ -262,14 +285,14 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
 
 
 def test_each_model_of_the_spec_runs_the_image_compose_builds_for_it():
-    objects = build(DEPLOY / "model-servers")
+    objects = part("model-servers")
     deployments = {d["metadata"]["name"]: d for d in _by_kind(objects, "Deployment")}
     assert set(deployments) == {m.name for m in SPEC.models}
     for model in SPEC.models:
         [container] = deployments[model.name]["spec"]["template"]["spec"]["containers"]
         assert COMPOSE["services"][model.name]["build"]["target"] == model.name
-        assert container["image"] == f"{COMPOSE['name']}-{model.name}:{SOURCES.version}"
-        assert model.name in SOURCES.image_targets
+        assert container["image"] == f"{COMPOSE['name']}-{model.name}:{VERSION}"
+        assert model.name in IMAGE_TARGETS
 
 
 def test_every_image_is_a_build_target_tagged_with_the_project_version():
@@ -278,11 +301,11 @@ def test_every_image_is_a_build_target_tagged_with_the_project_version():
     for image in images:
         name, tag = image.rsplit(":", 1)
         target = name.removeprefix(f"{COMPOSE['name']}-")
-        assert tag == SOURCES.version and target in SOURCES.image_targets, image
+        assert tag == VERSION and target in IMAGE_TARGETS, image
 
 
 def test_each_model_has_a_service_and_a_disruption_budget_selecting_its_pods():
-    objects = build(DEPLOY / "model-servers")
+    objects = part("model-servers")
     for model in SPEC.models:
         [deployment] = [
             d for d in _by_kind(objects, "Deployment") if d["metadata"]["name"] == model.name
@@ -340,7 +363,7 @@ def test_our_pods_run_as_the_images_user_with_nothing_writable_but_empty_dirs():
         name = describe(obj)
         context = pod["securityContext"]
         assert context["runAsNonRoot"] is True, name
-        assert (context["runAsUser"], context["runAsGroup"]) == (SOURCES.uid, SOURCES.gid), name
+        assert (context["runAsUser"], context["runAsGroup"]) == (UID, GID), name
         assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
         assert pod["automountServiceAccountToken"] is False, name
         assert pod["enableServiceLinks"] is False, name
@@ -398,16 +421,15 @@ def test_every_container_has_memory_requested_and_limited_as_in_compose():
         if obj["metadata"]["labels"]["app.kubernetes.io/component"] == MODEL_COMPONENT:
             [container] = pod["containers"]
             assert "cpu" in container["resources"]["limits"]
-            assert (
-                container["resources"]["limits"]["memory"]
-                == SOURCES.service(obj["metadata"]["name"]).memory
-            )
+            compose = COMPOSE["services"][obj["metadata"]["name"]]
+            limit = container["resources"]["limits"]["memory"]
+            assert _memory_bytes(limit) == _memory_bytes(compose["mem_limit"]), describe(obj)
 
 
 def test_kubernetes_waits_as_long_as_compose_for_a_server_to_drain_and_flush():
     """terminationGracePeriodSeconds is compose's stop_grace_period, which leaves time beyond
     MLOBS_SHUTDOWN_GRACE_SECONDS's drain to close connections and flush."""
-    pods = _pod_templates(build(DEPLOY / "model-servers"))
+    pods = _pod_templates(part("model-servers"))
     assert len(pods) == len(SPEC.models)
     for obj, pod in pods:
         compose = COMPOSE["services"][obj["metadata"]["name"]]
@@ -417,7 +439,7 @@ def test_kubernetes_waits_as_long_as_compose_for_a_server_to_drain_and_flush():
 
 
 def test_rolling_updates_never_go_below_the_replicas():
-    for deployment in _by_kind(build(DEPLOY / "model-servers"), "Deployment"):
+    for deployment in _by_kind(part("model-servers"), "Deployment"):
         strategy = deployment["spec"]["strategy"]
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0
         assert deployment["spec"]["replicas"] >= 2

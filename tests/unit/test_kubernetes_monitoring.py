@@ -2,6 +2,10 @@
 the compose stack uses: the same rule groups (and promtool takes them), the same dashboards byte
 for byte, the same datasources but for their URLs, the same routing; and every model's targets
 carry job=<model>, which ModelServerDown and ModelServerMissing select on.
+
+Both sides are the generators' output now (tests.support.generated; the bases through
+tests/support/kubernetes.py, part), so that a change of mlobs/generate/kubernetes/ meets these
+tests before `make generate`.
 """
 
 from __future__ import annotations
@@ -14,35 +18,44 @@ from pathlib import Path
 import promql_parser
 import yaml
 
-from mlobs.generate.kubernetes.cluster import KubernetesSetup
-from mlobs.generate.kubernetes.metrics import DATASOURCE_UIDS, DATASOURCES_KEY
+from mlobs.generate.kubernetes.metrics import DATASOURCES_KEY
 from mlobs.spec import load_spec
 from tests.conftest import REPO, require_tool
-from tests.support.kubernetes import DEPLOY, README, build, readme_secrets
+from tests.support.generated import generated_text, generated_yaml, rendered
+from tests.support.kubernetes import README, part, readme_secrets
 from tests.support.promql import selected_values
 
 SPEC = load_spec(REPO / "observability.yaml")
-SETUP = KubernetesSetup()
-METRICS = build(DEPLOY / "metrics")
-MODELS = build(DEPLOY / "model-servers")
+# The README's namespaces: ours, and kube-prometheus-stack's.
+NAMESPACE, MONITORING_NAMESPACE = "mlobs", "monitoring"
+# The datasources the dashboards query; the chart brings its own Alertmanager's.
+DATASOURCE_UIDS = {"prometheus", "elasticsearch"}
+ALERTMANAGER_YML = "alertmanager/alertmanager.yml"
 
 
-def _kind(kind: str, objects: list[dict] = METRICS) -> list[dict]:
-    return [obj for obj in objects if obj["kind"] == kind]
+def _kind(kind: str, objects: list[dict] | None = None) -> list[dict]:
+    """The objects of a kind of the metrics base (or of `objects`)."""
+    return [obj for obj in (part("metrics") if objects is None else objects) if obj["kind"] == kind]
+
+
+def _generated_in(folder: str) -> dict[Path, str]:
+    """The generated files of one folder, by path."""
+    return {path: text for path, text in sorted(rendered().items()) if path.parent == Path(folder)}
 
 
 # --- rules -------------------------------------------------------------------------------------
 
 
 def _rule_files_groups() -> list[dict]:
-    paths = sorted((REPO / "prometheus/rules").glob("*.yml"))
-    return [group for path in paths for group in yaml.safe_load(path.read_text())["groups"]]
+    files = _generated_in("prometheus/rules")
+    assert files
+    return [group for text in files.values() for group in yaml.safe_load(text)["groups"]]
 
 
 def test_the_prometheus_rule_holds_the_groups_of_prometheus_rules_evaluated_as_compose_does():
     """Same groups, same evaluation interval: a group without one would get the Prometheus
     resource's (the operator's default is 30s), not compose's global evaluation_interval."""
-    prometheus_yml = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    prometheus_yml = generated_yaml("prometheus/prometheus.yml")
     interval = prometheus_yml["global"]["evaluation_interval"]
     [rule] = _kind("PrometheusRule")
     assert rule["spec"]["groups"] == [{"interval": interval, **g} for g in _rule_files_groups()]
@@ -127,7 +140,7 @@ def test_each_models_targets_get_job_equal_to_the_model_name_even_when_renamed()
     monitors = _kind("ServiceMonitor")
     assert len(monitors) == len(SPEC.models)
     for prefix in ("", "prod-"):
-        services = copy.deepcopy(_kind("Service", MODELS))
+        services = copy.deepcopy(_kind("Service", part("model-servers")))
         for service in services:
             service["metadata"]["name"] = prefix + service["metadata"]["name"]
         jobs = {}
@@ -157,11 +170,11 @@ def test_each_models_targets_get_job_equal_to_the_model_name_even_when_renamed()
 def test_the_dashboards_are_the_files_of_grafana_dashboards_byte_for_byte():
     maps = [cm for cm in _kind("ConfigMap") if cm["metadata"]["labels"].get("grafana_dashboard")]
     data = {name: text for cm in maps for name, text in cm["data"].items()}
-    files = {p.name: p.read_text() for p in (REPO / "grafana/dashboards").glob("*.json")}
+    files = {path.name: text for path, text in _generated_in("grafana/dashboards").items()}
     assert data == files
     for cm in maps:  # kube-prometheus-stack's sidecar defaults (chart 88.0.0 values.yaml)
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-        assert cm["metadata"]["namespace"] == SETUP.monitoring_namespace
+        assert cm["metadata"]["namespace"] == MONITORING_NAMESPACE
 
 
 def _datasources() -> dict[str, dict]:
@@ -170,7 +183,7 @@ def _datasources() -> dict[str, dict]:
     # The grafana chart's sidecar reads datasources in Grafana's own namespace only
     # (grafana-community/helm-charts grafana-12.10.0 values.yaml,
     # sidecar.datasources.searchNamespace).
-    assert cm["metadata"]["namespace"] == SETUP.monitoring_namespace
+    assert cm["metadata"]["namespace"] == MONITORING_NAMESPACE
     provisioning = yaml.safe_load(cm["data"][DATASOURCES_KEY])
     assert provisioning["apiVersion"] == 1
     return {ds["uid"]: ds for ds in provisioning["datasources"]}
@@ -182,10 +195,8 @@ def test_the_datasources_are_the_compose_stacks_with_cluster_urls_and_ecks_ca():
     ours = _datasources()
     assert set(ours) == set(DATASOURCE_UIDS)
     prometheus, elasticsearch = ours["prometheus"], ours["elasticsearch"]
-    assert (
-        prometheus.pop("url") == f"http://prometheus-operated.{SETUP.monitoring_namespace}.svc:9090"
-    )
-    assert elasticsearch.pop("url") == f"https://mlobs-es-http.{SETUP.namespace}.svc:9200"
+    assert prometheus.pop("url") == f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc:9090"
+    assert elasticsearch.pop("url") == f"https://mlobs-es-http.{NAMESPACE}.svc:9200"
     assert elasticsearch["jsonData"].pop("tlsAuthWithCACert") is True
     assert elasticsearch["secureJsonData"].pop("tlsCACert") == "${GRAFANA_ES_CA_CERT}"
     for uid, datasource in ours.items():
@@ -201,7 +212,7 @@ def test_grafana_gets_every_variable_its_datasources_read_from_the_readmes_secre
     [(name, keys)] = [
         (name, keys)
         for (namespace, name), keys in readme_secrets().items()
-        if namespace == SETUP.monitoring_namespace
+        if namespace == MONITORING_NAMESPACE
     ]
     assert re.search(rf"envFromSecrets:\s*\n\s*- name: {re.escape(name)}\b", README.read_text())
     text = yaml.safe_dump(list(_datasources().values()))
@@ -248,7 +259,7 @@ def _operator_config(strategy: str) -> dict:
     [amc] = _kind("AlertmanagerConfig")
     namespace, name = amc["metadata"]["namespace"], amc["metadata"]["name"]
     prefix = f"{namespace}/{name}/"
-    alertmanager_namespace = SETUP.monitoring_namespace
+    alertmanager_namespace = MONITORING_NAMESPACE
     enforce = strategy == "OnNamespace" or (
         strategy == "OnNamespaceExceptForAlertmanagerNamespace"
         and namespace != alertmanager_namespace
@@ -328,7 +339,8 @@ def test_every_alert_reaches_the_receiver_alertmanager_yml_gives_it(tmp_path):
     merged = _write(
         tmp_path, "operator.yml", _operator_config("OnNamespaceExceptForAlertmanagerNamespace")
     )
-    compose = REPO / "alertmanager/alertmanager.yml"
+    compose = tmp_path / "alertmanager.yml"
+    compose.write_text(generated_text(ALERTMANAGER_YML))
     [amc] = _kind("AlertmanagerConfig")
     prefix = f"{amc['metadata']['namespace']}/{amc['metadata']['name']}/"
     for labels in _our_alerts():
@@ -347,14 +359,14 @@ def test_with_the_operators_default_strategy_our_alerts_would_miss_the_route(tmp
 
 
 def test_the_inhibit_rules_are_alertmanager_ymls():
-    compose = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
+    compose = generated_yaml(ALERTMANAGER_YML)
     converted = _operator_config("OnNamespaceExceptForAlertmanagerNamespace")["inhibit_rules"]
     assert converted == compose["inhibit_rules"]
 
 
 def test_the_receivers_deliver_to_alert_sink_in_our_namespace():
     [amc] = _kind("AlertmanagerConfig")
-    assert amc["metadata"]["namespace"] == SETUP.monitoring_namespace
+    assert amc["metadata"]["namespace"] == MONITORING_NAMESPACE
     urls = {h["url"] for r in amc["spec"]["receivers"] for h in r["webhookConfigs"]}
     [service] = [s for s in _kind("Service") if s["metadata"]["name"] == "alert-sink"]
     port = service["spec"]["ports"][0]["port"]
