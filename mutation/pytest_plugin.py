@@ -1,6 +1,12 @@
 """pytest plugin for mutmut's runs (`-p mutation.pytest_plugin`, set in pyproject.toml).
 
-mutmut learns which tests call which function from hits recorded in its own process
+Mutant runs: mutmut forks each mutant's run from the process that traced the suite, where the
+test modules are already imported, so whatever they computed at import time or cached (the
+rendered files of tests/support/generated.py, a spec loaded into a module constant) would come
+from the unmutated code. The plugin drops the project's modules from sys.modules before pytest
+loads them, so each run imports them again with its mutant active.
+
+Tracing run: mutmut learns which tests call which function from hits recorded in its own process
 only, so the code a test runs in a child process (`python -m mlobs.serve` under uvicorn, its
 SIGTERM drain) would have no tests and its mutants would never run. The child processes load
 subprocess_hits/sitecustomize.py, which writes their hits to a file at exit, named by the test
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +34,19 @@ def _phase() -> str:
     # mutmut names the mutant under test here (module.function__mutmut_N); while tracing it
     # says "stats", and other words during its own checks.
     return os.environ.get("MUTANT_UNDER_TEST", "")
+
+
+# Everything that imports mlobs and may compute with it at import time; mlobs too, for the
+# constants its own modules derive from their functions.
+PROJECT_PACKAGES = ("mlobs", "tests", "services", "native", "setup")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests() -> None:
+    if "__mutmut_" not in _phase():
+        return
+    for name in [n for n in sys.modules if n.partition(".")[0] in PROJECT_PACKAGES]:
+        del sys.modules[name]
 
 
 def pytest_sessionstart() -> None:
