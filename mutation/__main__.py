@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from mutation.results import (
@@ -35,8 +36,21 @@ STOP_GRACE_SECONDS = 60
 RETRY_BATCH = 500
 
 
+def drop_stale_copies() -> None:
+    """Delete mutmut's copies of the tests and the stack's files: it copies them again at every
+    run but never deletes, so a test file deleted here would keep running there."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
+    for name in ["tests", *config.get("also_copy", [])]:
+        copy = MUTANTS / name
+        if copy.is_dir():
+            shutil.rmtree(copy)
+        elif copy.exists():
+            copy.unlink()
+
+
 def run_mutmut(names: list[str], deadline: float) -> bool:
     """`mutmut run [names]` until it ends or the deadline passes; False if the budget ran out."""
+    drop_stale_copies()
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False

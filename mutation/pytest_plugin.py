@@ -6,11 +6,12 @@ rendered files of tests/support/generated.py, a spec loaded into a module consta
 from the unmutated code. The plugin drops the project's modules from sys.modules before pytest
 loads them, so each run imports them again with its mutant active.
 
-Tracing run: mutmut learns which tests call which function from hits recorded in its own process
-only, so the code a test runs in a child process (`python -m mlobs.serve` under uvicorn, its
-SIGTERM drain) would have no tests and its mutants would never run. The child processes load
-subprocess_hits/sitecustomize.py, which writes their hits to a file at exit, named by the test
-that started them; they are added to mutmut's map at the end of the session.
+Tracing run: the tests' functools caches are emptied before each test, so that every test that
+reads a cached rendering is seen running the generators. mutmut records which functions a test
+calls in its own process only, so the code a test runs in a child process (`python -m mlobs.serve`
+under uvicorn, its SIGTERM drain) would have no tests and its mutants would never run. The child
+processes load subprocess_hits/sitecustomize.py, which writes their hits to a file at exit, named
+by the test that started them; they are added to mutmut's map at the end of the session.
 
 Outside mutmut (`make test`) this plugin is not loaded."""
 
@@ -59,8 +60,16 @@ def pytest_sessionstart() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _phase() == "stats":
-        os.environ[TEST_VARIABLE] = item.nodeid
+    if _phase() != "stats":
+        return
+    os.environ[TEST_VARIABLE] = item.nodeid
+    # A test that reads a cached rendering (tests/support/generated.py) runs the generators only
+    # if it is the first: without a fresh cache, mutmut would map them to that test alone.
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] == "tests":
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 
 
 def pytest_sessionfinish() -> None:
