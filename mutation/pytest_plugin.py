@@ -4,7 +4,10 @@ Mutant runs: mutmut forks each mutant's run from the process that traced the sui
 test modules are already imported, so whatever they computed at import time or cached (the
 rendered files of tests/support/generated.py, a spec loaded into a module constant) would come
 from the unmutated code. The plugin drops the project's modules from sys.modules before pytest
-loads them, so each run imports them again with its mutant active.
+loads them, so each run imports them again with its mutant active. Tests that took longer than
+MLOBS_MUTATION_MAX_TEST_SECONDS (10) when traced are left out of mutant runs: the native stack's
+alert tests (20-30 s each) would run in full for every surviving mutant of the server code, and
+leaving them out can only lower the score.
 
 Tracing run: the tests' functools caches are emptied before each test, so that every test that
 reads a cached rendering is seen running the generators. mutmut records which functions a test
@@ -27,6 +30,8 @@ from pathlib import Path
 import pytest
 
 HITS_HOOK = Path(__file__).with_name("subprocess_hits")
+# mutmut runs the tests from inside mutants/, where it keeps what it traced.
+STATS_FILE = Path("mutmut-stats.json")
 HITS_DIR_VARIABLE = "MLOBS_MUTATION_HITS_DIR"
 TEST_VARIABLE = "MLOBS_MUTATION_TEST"
 
@@ -48,6 +53,17 @@ def pytest_load_initial_conftests() -> None:
         return
     for name in [n for n in sys.modules if n.partition(".")[0] in PROJECT_PACKAGES]:
         del sys.modules[name]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "__mutmut_" not in _phase() or not STATS_FILE.is_file():
+        return
+    limit = float(os.environ.get("MLOBS_MUTATION_MAX_TEST_SECONDS", "10"))
+    durations = json.loads(STATS_FILE.read_text())["duration_by_test"]
+    slow = [item for item in items if durations.get(item.nodeid, 0.0) > limit]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
 
 
 def pytest_sessionstart() -> None:
