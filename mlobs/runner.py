@@ -64,7 +64,7 @@ class ConcurrencyLimit:
             self._changed()
             return
         if len(self._waiters) >= self.queue:
-            raise Overloaded(f"{self.slots} predictions running and {self.queue} waiting")
+            raise Overloaded(f"{self.slots} running, {self.queue} waiting")
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._changed()
