@@ -43,6 +43,7 @@ def _positive_duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_positive_duration)]
+BaseUrl = Annotated[str, AfterValidator(lambda url: url.rstrip("/"))]
 Severity = Literal["critical", "warning", "info"]
 Ratio = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -150,9 +151,9 @@ class Spec(_Strict):
     models: Annotated[list[ModelSpec], Field(min_length=1)]
     alerts: Alerts
     # Base URLs as seen from the browser of the person on call; each alert links to the dashboard
-    # that explains it (mlobs.generate.links).
-    grafana_url: str = "http://localhost:3000"
-    kibana_url: str = "http://localhost:5601"
+    # that explains it (mlobs.generate.links). Links append paths: a trailing slash would double.
+    grafana_url: BaseUrl = "http://localhost:3000"
+    kibana_url: BaseUrl = "http://localhost:5601"
 
     @model_validator(mode="before")
     @classmethod

@@ -47,4 +47,4 @@ def dashboard_url(grafana_url: str, alert_name: str) -> str:
     `http://localhost:3000/d/ml-drift?var-model={{ $labels.model }}&var-feature=...`."""
     link = ALERT_PANELS[alert_name]
     query = "&".join(f"var-{name}={{{{ $labels.{name} }}}}" for name in link.variables)
-    return f"{grafana_url.rstrip('/')}/d/{quote(link.uid)}?{query}"
+    return f"{grafana_url}/d/{quote(link.uid)}?{query}"

@@ -250,14 +250,6 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     assert releases == {setup.release}
 
 
-def test_the_command_refuses_a_namespace_kubernetes_would_refuse(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["--out", str(tmp_path), "--namespace", "ML_prod", "--root", str(REPO)])
-    assert exit_.value.code == 2
-    assert "not a Kubernetes namespace name" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
-
-
 def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(tmp_path, capsys):
     """A compose file without the project `name` (which names the images): `make generate` and
     `python -m mlobs.generate.kubernetes` say so and write nothing."""
