@@ -54,18 +54,20 @@ def run_mutmut(names: list[str], deadline: float) -> bool:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
-    # Its own session, so SIGINT reaches mutmut and its workers, not this process.
+    # Its own session, so that a Ctrl-C here reaches mutmut once, through this process.
     process = subprocess.Popen([str(MUTMUT), "run", *names], cwd=REPO, start_new_session=True)
     try:
         process.wait(timeout=remaining)
         return True
     except subprocess.TimeoutExpired:
         print(f"\n>> time budget used up: stopping mutmut (results so far are kept in {MUTANTS})")
-        os.killpg(process.pid, signal.SIGINT)
+        # mutmut alone: it stops its workers without recording a verdict for them. Killed with
+        # the group instead, the workers would be recorded as killed mutants.
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # mutmut included: nothing more is recorded
             process.wait()
         return False
 

@@ -47,7 +47,7 @@ class Mutant:
 
 
 def _status(exit_code: int | None) -> str:
-    if exit_code is None:
+    if exit_code is None or exit_code == 2:  # 2: pytest interrupted (the budget ran out)
         return "not checked"
     if exit_code in KILLED_CODES:
         return "killed"
