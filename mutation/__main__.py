@@ -54,22 +54,30 @@ def run_mutmut(names: list[str], deadline: float) -> bool:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
-    # Its own session, so that a Ctrl-C here reaches mutmut once, through this process.
+    # Its own session: a Ctrl-C in the terminal reaches it only through stop() below.
     process = subprocess.Popen([str(MUTMUT), "run", *names], cwd=REPO, start_new_session=True)
     try:
         process.wait(timeout=remaining)
         return True
     except subprocess.TimeoutExpired:
         print(f"\n>> time budget used up: stopping mutmut (results so far are kept in {MUTANTS})")
-        # mutmut alone: it stops its workers without recording a verdict for them. Killed with
-        # the group instead, the workers would be recorded as killed mutants.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # mutmut included: nothing more is recorded
-            process.wait()
+        stop(process)
         return False
+    except KeyboardInterrupt:
+        stop(process)
+        raise
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop mutmut and its workers without a false verdict."""
+    # mutmut alone: it stops its workers without recording a verdict for them. Killed with the
+    # group, the workers would be recorded as killed mutants.
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # mutmut included: nothing more is recorded
+        process.wait()
 
 
 def retry_names() -> list[str]:
