@@ -144,8 +144,9 @@ def _timestamp(value: Any, path: Path, number: int) -> datetime | None:
         when = datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path} line {number}: timestamp {value!r} is not ISO 8601") from exc
-    # The servers write UTC with a Z; a time without a zone is taken as UTC too.
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    # The servers write UTC with a Z; a time without a zone is taken as UTC too, and one with
+    # another offset is converted, since the report prints UTC.
+    return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _only(

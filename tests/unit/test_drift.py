@@ -94,6 +94,8 @@ def test_empty_or_non_finite_input_raises_a_clear_error():
         psi([float("nan"), float("inf")], _normal(100, 1))
     with pytest.raises(ValueError, match="actual has no finite value"):
         psi(_normal(100, 1), [None, float("nan")])
+    with pytest.raises(ValueError, match=r"^bins=1: need at least 2 bins$"):
+        psi(_normal(100, 1), _normal(100, 2), bins=1)
 
 
 def test_bins_are_right_closed_with_open_outer_edges():
@@ -133,6 +135,12 @@ def test_categorical_vocabulary_is_capped_at_the_most_frequent():
     bins = CategoricalBins.fit(values)
     assert bins.categories == tuple(f"c{i}" for i in range(20))
     assert bins.index("c25") == 20
+
+
+def test_categories_equally_frequent_are_ranked_by_name_not_by_first_appearance():
+    # Fitting is reproducible whatever the order of the training rows.
+    assert CategoricalBins.fit(["b", "c", "a", "c"]).categories == ("c", "a", "b")
+    assert CategoricalBins.fit(["b", "a", "c"], max_categories=2).categories == ("a", "b")
 
 
 def test_baseline_round_trips_through_json(tmp_path):

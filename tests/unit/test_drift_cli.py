@@ -79,7 +79,8 @@ def test_fit_from_csv_equals_fitting_in_python(tmp_path, capsys):
     )  # fmt: skip
 
     assert (code, err) == (0, "")
-    assert "4 features (2 numeric, 2 categorical) fitted on 500 rows" in out
+    fitted_on = f"fitted on 500 rows of {table} -> {output}"
+    assert out == f"4 features (2 numeric, 2 categorical) {fitted_on}\n"
     expected = Baseline.fit(
         {"age": age, "income": income, "country": country, "prediction": predicted},
         bins=8,
@@ -263,38 +264,6 @@ def test_the_offline_report_counts_every_counted_line_value_by_value(tmp_path, c
         assert drift["psi"] == pytest.approx(expected_psi, abs=1e-9)
 
 
-def test_a_log_of_several_model_versions_needs_a_choice(tmp_path, capsys):
-    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
-    baseline.save(tmp_path / "baseline.json")
-    log = _write_lines(
-        tmp_path / "inference.log",
-        [_event({"x": 1.0}, "a"), _event({"x": 2.0}, "a", model_version="2")] * 3,
-    )
-    code, _, err = _run(capsys, "report", tmp_path / "baseline.json", log)
-    assert code == 2
-    assert (
-        err
-        == f"{ERROR_PREFIX}{log} holds predictions of m 1, m 2: choose one with --model-version\n"
-    )
-    code, out, _ = _run(
-        capsys, "report", tmp_path / "baseline.json", log, "--model-version", "2", "--json"
-    )
-    assert code == 0 and json.loads(out)["features"][0]["count"] == 3
-    code, _, err = _run(capsys, "report", tmp_path / "baseline.json", log, "--model", "other")
-    assert code == 2 and "no successful inference events of --model other in" in err
-
-
-def test_the_per_bin_table_lists_every_bin(tmp_path, capsys):
-    baseline = Baseline.fit({"x": list(range(100)), "prediction": ["a", "b"] * 50})
-    baseline.save(tmp_path / "baseline.json")
-    log = _write_lines(tmp_path / "inference.log", [_event({"x": 5.0}, "a")] * 10)
-    code, out, _ = _run(capsys, "report", tmp_path / "baseline.json", log, "--per-bin")
-    assert code == 0
-    for feature in baseline.features.values():
-        section = out.split(f"\n{feature.name}:\n", 1)[1].split("\n\n")[0].splitlines()
-        assert [line.split()[0] for line in section[1:]] == feature.bins.labels
-
-
 def test_the_module_runs_as_a_command(tmp_path):
     table = _write_csv(tmp_path / "t.csv", ["x"], [[1], [2], [3]])
     command = [sys.executable, "-m", "mlobs.drift", "fit", str(table), "--numeric"]
@@ -338,20 +307,25 @@ FIT_CASES = {
         "t.csv",
         b'a\n1\n"2\n',
         ["--numeric", "a"],
-        "t.csv line 3: not valid CSV",
+        "t.csv line 3: not valid CSV (...",
     ),
     "no number at all": (
         "t.csv",
         b"a,b\n,1\n,2\n",
         ["--numeric", "a"],
-        "t.csv: baseline feature 'a' has no finite value",
+        "t.csv: baseline feature 'a' has no finite value: every value is missing, NaN or infinite",
     ),
-    "not UTF-8": ("t.csv", b"a,b\n\xff,1\n", ["--numeric", "a"], "t.csv: not UTF-8 text"),
+    "not UTF-8": (
+        "t.csv",
+        b"a,b\n\xff,1\n",
+        ["--numeric", "a"],
+        "t.csv: not UTF-8 text (invalid start byte at byte 4)",
+    ),
     "malformed JSON line": (
         "t.jsonl",
         b'{"a": 1}\n{"a": \n',
         ["--numeric", "a"],
-        "t.jsonl line 2: not valid JSON",
+        "t.jsonl line 2: not valid JSON (...",
     ),
     "JSON line not an object": (
         "t.jsonl",
@@ -406,16 +380,33 @@ FIT_CASES = {
         "t.csv",
         b"a\n-1.7e308\n1.7e308\n",
         ["--numeric", "a"],
-        "t.csv: baseline feature 'a': values span more than 1.8e308",
+        "t.csv: baseline feature 'a': values span more than 1.8e308: their quantiles overflow",
+    ),
+    "numbers too far apart, each twice": (  # a quantile exactly at one: inf * 0, no warning
+        "t.csv",
+        b"a\n-1.7e308\n-1.7e308\n1.7e308\n1.7e308\n",
+        ["--numeric", "a", "--bins", "3"],
+        "t.csv: baseline feature 'a': values span more than 1.8e308: their quantiles overflow",
+    ),
+    "a categorical column named like the prediction feature": (
+        "t.csv",
+        b"prediction,label\na,b\n",
+        ["--categorical", "prediction", "--prediction", "label"],
+        "feature 'prediction' is chosen twice (with --prediction)",
     ),
 }
 
 
 def _assert_one_line_error(code: int, out: str, err: str, message: str) -> None:
+    """Exit code 2 and `message` as the one line on stderr; a message ending in "..." is the
+    start of the line (the rest is the library's wording)."""
     assert code == 2
     assert out == ""
-    assert err.startswith(ERROR_PREFIX) and err.endswith("\n") and err.count("\n") == 1, err
-    assert message in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    if message.endswith("..."):
+        assert err.startswith(ERROR_PREFIX + message.removesuffix("...")), err
+    else:
+        assert err == f"{ERROR_PREFIX}{message}\n"
 
 
 @pytest.mark.filterwarnings("error")  # a warning would be a line of its own on stderr
@@ -433,6 +424,136 @@ def test_bad_training_files_are_refused_clearly(tmp_path, capsys, monkeypatch, c
     assert os.listdir(output.parent) == ["baseline.json"]
 
 
+def test_a_command_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    message = "python -m mlobs.drift: error: the following arguments are required: COMMAND\n"
+    assert capsys.readouterr().err.endswith(message)
+
+
+OPTION_CASES = {
+    "one bin": (["--bins", "1"], "argument --bins: 1 is less than 2"),
+    "no category": (["--max-categories", "0"], "argument --max-categories: 0 is less than 1"),
+    "bins not a number": (["--bins", "x"], "argument --bins: invalid integer value: 'x'"),
+    "an unknown format": (
+        ["--format", "xml"],
+        "argument --format: invalid choice: 'xml' (choose from 'csv', 'jsonl')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES.values(), ids=OPTION_CASES.keys())
+def test_options_out_of_range_are_usage_errors(tmp_path, capsys, case):
+    options, message = case
+    table = _write_csv(tmp_path / "t.csv", ["a"], [[1], [2]])
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", str(table), "--numeric", "a", *options, "-o", str(tmp_path / "b.json")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(f"python -m mlobs.drift fit: error: {message}\n")
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_the_smallest_allowed_bins_and_categories_are_accepted(tmp_path, capsys):
+    table = _write_csv(tmp_path / "t.csv", ["a", "c"], [[1, "u"], [2, "v"], [3, "v"], [4, "w"]])
+    output = tmp_path / "b.json"
+    code, _, err = _run(
+        capsys, "fit", table, "--numeric", "a", "--categorical", "c", "--bins", 2,
+        "--max-categories", 1, "-o", output,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    fitted = Baseline.load(output).features
+    assert fitted["a"].bins.edges == (2.5,)  # the median: two bins
+    assert fitted["c"].bins.categories == ("v",)  # the most frequent only
+
+
+def test_by_default_ten_bins_and_the_twenty_most_frequent_categories(tmp_path, capsys):
+    # Category c<i> occurs i + 1 times: c5 to c24 are the 20 most frequent.
+    categories = [f"c{i}" for i in range(25) for _ in range(i + 1)]
+    rows = [[n, c] for n, c in enumerate(categories)]
+    table = _write_csv(tmp_path / "t.csv", ["n", "c"], rows)
+    code, _, err = _run(
+        capsys, "fit", table, "--numeric", "n", "--categorical", "c", "-o", tmp_path / "b.json"
+    )
+    assert (code, err) == (0, "")
+    fitted = Baseline.load(tmp_path / "b.json").features
+    assert len(fitted["n"].bins.edges) == 9
+    assert set(fitted["c"].bins.categories) == {f"c{i}" for i in range(5, 25)}
+
+
+def test_blank_lines_between_rows_are_skipped(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("a\n1\n\n2\n3\n\n")
+    code, out, err = _run(capsys, "fit", table, "--numeric", "a", "-o", tmp_path / "b.json")
+    assert (code, err) == (0, "")
+    assert out.startswith("1 features (1 numeric, 0 categorical) fitted on 3 rows of ")
+    assert Baseline.load(tmp_path / "b.json").features["a"].count == 3
+
+
+@pytest.mark.parametrize("columns", [20, 21])
+def test_a_missing_column_error_lists_at_most_20_columns(tmp_path, capsys, columns):
+    header = [f"c{i}" for i in range(columns)]
+    table = _write_csv(tmp_path / "t.csv", header, [list(range(columns))])
+    code, out, err = _run(capsys, "fit", table, "--numeric", "x", "-o", tmp_path / "b.json")
+    shown = ", ".join(f"c{i}" for i in range(20)) + (", ..." if columns > 20 else "")
+    _assert_one_line_error(code, out, err, f"{table}: no column 'x' (columns: {shown})")
+
+
+def test_a_categorical_column_of_numbers_or_of_empty_cells_is_categorical(tmp_path, capsys):
+    # The kind is the option's, not the data's: no number is binned, no cell needs a value.
+    table = _write_csv(tmp_path / "t.csv", ["code", "note"], [[7, ""], [7, ""], [9, ""]])
+    output = tmp_path / "b.json"
+    code, out, err = _run(
+        capsys, "fit", table, "--categorical", "code,note", "-o", output, "--bins", 2
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith("2 features (0 numeric, 2 categorical) fitted on 3 rows of ")
+    fitted = Baseline.load(output).features
+    assert (fitted["code"].kind, fitted["code"].bins.categories) == ("categorical", ("7", "9"))
+    assert (fitted["note"].kind, fitted["note"].bins.categories) == ("categorical", ())
+    assert fitted["note"].proportions == (0.0, 1.0)  # __other__, __missing__
+
+
+def test_columns_are_named_once_however_the_options_list_them(tmp_path, capsys):
+    table = _write_csv(tmp_path / "t.csv", ["a", "b", "c"], [[1, 2, "x"], [3, 4, "y"]])
+    output = tmp_path / "b.json"
+    code, out, err = _run(
+        capsys, "fit", table, "--numeric", " a , b", "--numeric", "a,", "--categorical", "c,c",
+        "-o", output,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.startswith("3 features (2 numeric, 1 categorical) fitted on 2 rows of ")
+    assert list(Baseline.load(output).features) == ["a", "b", "c"]
+
+
+# file name -> the format it is read in without --format
+FORMAT_BY_NAME = {
+    "t.jsonl": "jsonl",
+    "t.ndjson": "jsonl",
+    "t.JSON": "jsonl",
+    "t.csv": "csv",
+    "t.txt": "csv",
+}
+
+
+@pytest.mark.parametrize("name", FORMAT_BY_NAME)
+def test_the_file_name_or_format_option_decides_how_a_table_is_read(tmp_path, capsys, name):
+    contents = {"csv": b"a\n1\n2\n3\n", "jsonl": b'{"a": 1}\n{"a": 2}\n{"a": 3}\n'}
+    expected = Baseline.fit({"a": [1.0, 2.0, 3.0]})
+    (tmp_path / name).write_bytes(contents[FORMAT_BY_NAME[name]])
+    code, _, err = _run(capsys, "fit", tmp_path / name, "--numeric", "a", "-o", tmp_path / "b")
+    assert (code, err) == (0, "")
+    assert Baseline.load(tmp_path / "b") == expected
+    # --format overrides the name: the other format's content is read as asked.
+    other = "csv" if FORMAT_BY_NAME[name] == "jsonl" else "jsonl"
+    (tmp_path / name).write_bytes(contents[other])
+    code, _, err = _run(
+        capsys, "fit", tmp_path / name, "--numeric", "a", "--format", other, "-o", tmp_path / "c"
+    )
+    assert (code, err) == (0, "")
+    assert Baseline.load(tmp_path / "c") == expected
+
+
 def test_unreadable_training_files_are_refused_clearly(tmp_path, capsys):
     code, out, err = _run(
         capsys, "fit", tmp_path / "absent.csv", "--numeric", "a", "-o", tmp_path / "b.json"
@@ -448,7 +569,7 @@ def test_unreadable_training_files_are_refused_clearly(tmp_path, capsys):
 REPORT_CASES = {
     "malformed JSON line": (
         b'{"message": "inference"}\n{"message": \n',
-        "inference.log line 2: not valid JSON",
+        "inference.log line 2: not valid JSON (...",
     ),
     "empty log": (b"", "inference.log is empty"),
     "no inference events": (
@@ -466,6 +587,11 @@ REPORT_CASES = {
     "a feature value not a scalar": (
         orjson.dumps(_event({"x": 1.0}, "a")) + b"\n" + orjson.dumps(_event({"x": [1.0]}, "a")),
         "inference.log line 2: feature 'x' is an array, not a number, a string or null",
+    ),
+    # Read as bytes, so the message names the line, as for any other malformed line.
+    "not UTF-8": (
+        b'{"message": "inference"}\n{"message": "\xff"}\n',
+        "inference.log line 2: not valid JSON (str is not valid UTF-8...",
     ),
     "a prediction not a scalar": (
         orjson.dumps(_event({"x": 1.0}, {"label": "a"})) + b"\n",
@@ -496,8 +622,11 @@ def _baseline_file(features: object = None, **changes: object) -> bytes:
 
 BASELINE_CASES = {
     "absent": (None, "cannot read baseline.json: No such file or directory"),
-    "not JSON": (b"{", "baseline.json: not JSON"),
-    "not a baseline": (b'{"features": []}', "baseline.json: not a baseline: format is None"),
+    "not JSON": (b"{", "baseline.json: not JSON (..."),
+    "not a baseline": (
+        b'{"features": []}',
+        "baseline.json: not a baseline: format is None, expected 'mlobs.baseline/v1'",
+    ),
     "a key missing": (
         b'{"format": "mlobs.baseline/v1", "features": [{"name": "x", "kind": "numeric"}]}',
         "baseline.json: not a baseline: feature entry 0 has no 'edges'",
@@ -512,11 +641,12 @@ BASELINE_CASES = {
     ),
     "count not a number": (
         _baseline_file(count="x"),
-        "baseline.json: not a baseline: feature entry 0: invalid literal for int()",
+        "baseline.json: not a baseline: feature entry 0: invalid literal for int()...",
     ),
     "count zero": (
         _baseline_file(count=0),
-        "baseline.json: not a baseline: feature entry 0: baseline feature 'x': count 0 is not",
+        "baseline.json: not a baseline: feature entry 0: "
+        "baseline feature 'x': count 0 is not positive",
     ),
     "a proportion not a number": (
         _baseline_file(proportions=[0.5, 0.5, "x"]),
@@ -524,7 +654,7 @@ BASELINE_CASES = {
     ),
     "low not a number": (
         _baseline_file(low=None),
-        "baseline.json: not a baseline: feature entry 0: float() argument must be",
+        "baseline.json: not a baseline: feature entry 0: float() argument must be...",
     ),
 }
 
@@ -548,6 +678,50 @@ def test_unreadable_logs_are_refused_clearly(tmp_path, capsys, monkeypatch):
     _assert_one_line_error(code, out, err, "cannot read absent.log: No such file or directory")
     code, out, err = _run(capsys, "report", "baseline.json", "folder.log")
     _assert_one_line_error(code, out, err, "cannot read folder.log: Is a directory")
+
+
+def test_an_error_stays_one_line_when_a_file_name_holds_a_line_break(tmp_path, capsys):
+    Baseline.fit({"x": [1.0, 2.0, 3.0]}).save(tmp_path / "baseline.json")
+    log = tmp_path / "first\nsecond.log"
+    code, out, err = _run(capsys, "report", tmp_path / "baseline.json", log)
+    assert (code, out) == (2, "")
+    one_line = f"{tmp_path}/first second.log"
+    assert err == f"{ERROR_PREFIX}cannot read {one_line}: No such file or directory\n"
+
+
+def test_outputs_get_the_mode_a_plain_open_would_give(golden, tmp_path, capsys):
+    table = _write_csv(tmp_path / "t.csv", ["x"], [[1], [2], [3]])
+    previous = os.umask(0o022)
+    try:
+        _run(capsys, "fit", table, "--numeric", "x", "-o", tmp_path / "b.json")
+        _run(capsys, "report", *golden, "-o", tmp_path / "report.txt")
+    finally:
+        os.umask(previous)
+    for output in ("b.json", "report.txt"):
+        assert (tmp_path / output).stat().st_mode & 0o777 == 0o644, output  # not executable
+
+
+def test_reports_are_utf_8_whatever_the_locale(tmp_path):
+    # A POSIX locale (ASCII), as on a bare server: categories read as UTF-8 are written as UTF-8.
+    Baseline.fit({"city": ["Köln", "Zürich"]}).save(tmp_path / "baseline.json")
+    _write_lines(tmp_path / "inference.log", [_event({"city": "Köln"}, None)])
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    files = [str(tmp_path / name) for name in ("baseline.json", "inference.log")]
+    done = subprocess.run(
+        [sys.executable, "-m", "mlobs.drift", "report", *files, "--per-bin",
+         "-o", str(tmp_path / "report.txt")],
+        capture_output=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "report.txt").read_bytes().decode("utf-8")
+    section = text.split("\ncity:\n")[1].splitlines()
+    assert [line.split()[0] for line in section] == [
+        "bin",
+        "Köln",
+        "Zürich",
+        "__other__",
+        "__missing__",
+    ]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, capsys, monkeypatch):
@@ -575,3 +749,184 @@ def test_a_baseline_feature_no_line_has_is_reported_on_stderr(tmp_path, capsys):
     warning = "python -m mlobs.drift: warning: no counted line has feature 'y'"
     assert err == f"{warning}: all counted as missing\n"
     assert next(f for f in json.loads(out)["features"] if f["feature"] == "y")["missing"] == 3
+
+
+# --- the text and JSON reports, exactly -----------------------------------------------------
+
+# A hand-written baseline: x and y numeric (training range -5..15 and 0..2), w and the predicted
+# label categorical; w was fitted on only 10 rows, so its critical value is large.
+GOLDEN_BASELINE = {
+    "format": "mlobs.baseline/v1",
+    "features": [
+        {"name": "x", "kind": "numeric", "count": 1000, "edges": [0, 10], "low": -5, "high": 15,
+         "proportions": [0.25, 0.5, 0.25, 0]},
+        {"name": "y", "kind": "numeric", "count": 1000, "edges": [1], "low": 0, "high": 2,
+         "proportions": [0.5, 0.5, 0]},
+        {"name": "w", "kind": "categorical", "count": 10, "categories": ["a"],
+         "proportions": [1, 0, 0]},
+        {"name": "prediction", "kind": "categorical", "count": 1000, "categories": ["yes", "no"],
+         "proportions": [0.5, 0.5, 0, 0]},
+    ],
+}  # fmt: skip
+# 100 lines, one a second from 12:00:00; y is in none of them.
+_GOLDEN_X = [-10.0] * 4 + [-1.0] * 22 + [5.0] * 49 + [12.0] * 22 + [20.0] * 3  # 7 out of range
+_GOLDEN_W = ["a"] * 92 + ["b"] * 8
+_GOLDEN_LABELS = ["yes"] * 63 + ["no"] * 36 + ["maybe"]
+
+# Statistics computed by hand from the bin counts (PSI with shares floored at 1e-4; the critical
+# value chi2_0.95(bins - 1) * (1/1000 + 1/100), chi2 by Wilson-Hilferty; KS numeric only).
+GOLDEN_TABLE = """\
+m 1: 100 predictions, 2026-03-01 12:00:00 to 2026-03-01 12:01:39 UTC (99 s)
+
+feature     kind         count  missing  out of range      PSI      KS      JS  critical  drift
+x           numeric        100        0         7.0 %   0.0006  0.0100  0.0104    0.0855  -
+y           numeric        100      100             -  17.7249       -  1.0000    0.0653  PSI > 0.2, significant
+w           categorical    100        0         8.0 %   0.5408       -  0.2030    0.6531  PSI > 0.2
+prediction  categorical    100        0         1.0 %   0.1216       -  0.1366    0.0855  significant
+"""  # noqa: E501
+GOLDEN_BINS = """
+x:
+  bin          baseline  current
+  00:(-inf,0]   25.00 %  26.00 %
+  01:(0,10]     50.00 %  49.00 %
+  02:(10,inf)   25.00 %  25.00 %
+  missing        0.00 %   0.00 %
+
+y:
+  bin          baseline   current
+  00:(-inf,1]   50.00 %    0.00 %
+  01:(1,inf)    50.00 %    0.00 %
+  missing        0.00 %  100.00 %
+
+w:
+  bin          baseline  current
+  a            100.00 %  92.00 %
+  __other__      0.00 %   8.00 %
+  __missing__    0.00 %   0.00 %
+
+prediction:
+  bin          baseline  current
+  yes           50.00 %  63.00 %
+  no            50.00 %  36.00 %
+  __other__      0.00 %   1.00 %
+  __missing__    0.00 %   0.00 %
+"""
+Y_WARNING = (
+    "python -m mlobs.drift: warning: no counted line has feature 'y': all counted as missing\n"
+)
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> tuple[Path, Path]:
+    """The golden baseline file and log."""
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(GOLDEN_BASELINE))
+    lines = [
+        _event({"x": x, "w": w}, label, timestamp=f"2026-03-01T12:{i // 60:02d}:{i % 60:02d}Z")
+        for i, (x, w, label) in enumerate(zip(_GOLDEN_X, _GOLDEN_W, _GOLDEN_LABELS, strict=True))
+    ]
+    return baseline, _write_lines(tmp_path / "inference.log", lines)
+
+
+def test_the_text_report_is_the_documented_table(golden, capsys):
+    code, out, err = _run(capsys, "report", *golden)
+    assert (code, err) == (0, Y_WARNING)
+    assert out == GOLDEN_TABLE
+
+
+def test_the_per_bin_report_adds_each_bins_shares(golden, capsys):
+    code, out, err = _run(capsys, "report", *golden, "--per-bin")
+    assert (code, err) == (0, Y_WARNING)
+    assert out == GOLDEN_TABLE + GOLDEN_BINS
+
+
+def test_the_psi_threshold_decides_which_features_have_drifted(golden, capsys):
+    # 0.55 is between w's PSI (0.5408) and y's (17.7249).
+    code, out, _ = _run(capsys, "report", *golden, "--psi-threshold", "0.55")
+    assert code == 0
+    assert {row["feature"]: row["drift"] for row in _text_table(out).values()} == {
+        "x": "-",
+        "y": "PSI > 0.55, significant",
+        "w": "-",
+        "prediction": "significant",
+    }
+    code, out, _ = _run(capsys, "report", *golden, "--psi-threshold", "0.55", "--json")
+    report = json.loads(out)
+    assert report["psi_threshold"] == 0.55
+    exceeds = {f["feature"]: f["exceeds_threshold"] for f in report["features"]}
+    assert exceeds == {"x": False, "y": True, "w": False, "prediction": False}
+
+
+# The golden log's statistics as /drift's JSON fields, from the table above (4 decimals).
+GOLDEN_FIELDS = {
+    # feature: kind, count, missing, out_of_range_share, psi, ks, js, critical_value
+    "x": ("numeric", 100, 0, 0.07, 0.0006, 0.0100, 0.0104, 0.0855),
+    "y": ("numeric", 100, 100, None, 17.7249, None, 1.0, 0.0653),
+    "w": ("categorical", 100, 0, 0.08, 0.5408, None, 0.2030, 0.6531),
+    "prediction": ("categorical", 100, 0, 0.01, 0.1216, None, 0.1366, 0.0855),
+}
+GOLDEN_VERDICTS = {  # feature: significant, exceeds_threshold
+    "x": (False, False),
+    "y": (True, True),
+    "w": (False, True),
+    "prediction": (True, False),
+}
+
+
+def _approx(value: float | None) -> object:
+    return None if value is None else pytest.approx(value, abs=5e-5)
+
+
+def test_the_json_report_is_the_json_of_drift_pretty_printed(golden, capsys):
+    code, out, err = _run(capsys, "report", *golden, "--json")
+    assert (code, err) == (0, Y_WARNING)
+    # Indented by two, in /drift's key order, one line per value: readable and diffable.
+    assert out.splitlines()[:8] == [
+        "{",
+        '  "model": "m",',
+        '  "model_version": "1",',
+        '  "window_seconds": 99.0,',
+        '  "psi_threshold": 0.2,',
+        '  "features": [',
+        "    {",
+        '      "feature": "x",',
+    ]
+    assert out.endswith("\n  ]\n}\n")
+    report = json.loads(out)
+    assert list(report) == ["model", "model_version", "window_seconds", "psi_threshold", "features"]
+    names = ["kind", "count", "missing", "out_of_range_share", "psi", "ks", "js", "critical_value"]
+    for feature in report["features"]:
+        expected = GOLDEN_FIELDS[feature["feature"]]
+        assert [feature[n] for n in names] == [*expected[:3], *map(_approx, expected[3:])]
+        verdict = (feature["significant"], feature["exceeds_threshold"])
+        assert verdict == GOLDEN_VERDICTS[feature["feature"]]
+    shares = {
+        f["feature"]: [(b["bin"], b["baseline"], b["current"]) for b in f["bins"]]
+        for f in report["features"]
+    }
+    assert shares["x"] == [
+        ("00:(-inf,0]", 0.25, 0.26),
+        ("01:(0,10]", 0.5, 0.49),
+        ("02:(10,inf)", 0.25, 0.25),
+        ("missing", 0.0, 0.0),
+    ]
+    assert shares["prediction"] == [
+        ("yes", 0.5, 0.63),
+        ("no", 0.5, 0.36),
+        ("__other__", 0.0, 0.01),
+        ("__missing__", 0.0, 0.0),
+    ]
+
+
+def test_the_report_written_to_a_file_is_what_stdout_shows(golden, tmp_path, capsys):
+    output = tmp_path / "report.txt"
+    code, out, _ = _run(capsys, "report", *golden, "-o", output)
+    assert (code, out) == (0, "")
+    assert output.read_text() == GOLDEN_TABLE
+
+
+def test_a_report_that_cannot_be_written_names_the_output(golden, tmp_path, capsys):
+    output = tmp_path / "absent" / "report.txt"
+    code, out, err = _run(capsys, "report", *golden, "-o", output)
+    assert (code, out) == (2, "")
+    assert err == Y_WARNING + f"{ERROR_PREFIX}cannot write {output}: No such file or directory\n"
