@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -182,8 +184,10 @@ def test_every_step_stops_when_asked(step):
         setup.close()
 
 
-def _python_m_setup(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
+@contextmanager
+def _python_m_setup(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`python -m setup <args>`, killed at the end if it is still running (a failed wait)."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "setup", *args],
         cwd=REPO,
         env={**os.environ, **env},
@@ -191,15 +195,20 @@ def _python_m_setup(*args: str, env: dict[str, str]) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_compose_commands_elasticsearch_step_exits_0_while_kibana_is_down():
     fake = FakeElastic()
     with serve_fake(fake) as url:
-        process = _python_m_setup(
-            "elasticsearch", env={**ENV, "ELASTICSEARCH_URL": url, "KIBANA_URL": NOBODY}
-        )
-        output, _ = process.communicate(timeout=60)
+        env = {**ENV, "ELASTICSEARCH_URL": url, "KIBANA_URL": NOBODY}
+        with _python_m_setup("elasticsearch", env=env) as process:
+            output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "/_security/user/kibana_system/_password" in fake.resources
 
@@ -211,8 +220,7 @@ def test_compose_commands_kibana_service_becomes_ready_and_stops_cleanly(tmp_pat
     fake = FakeElastic(kibana_unavailable_calls=2)
     with serve_fake(fake) as url:
         env = {"ELASTIC_PASSWORD": "elastic-pw", "KIBANA_URL": url}
-        process = _python_m_setup("kibana", "--ready-file", str(ready), env=env)
-        try:
+        with _python_m_setup("kibana", "--ready-file", str(ready), env=env) as process:
             deadline = time.monotonic() + 60
             while not ready.exists():
                 assert process.poll() is None, process.communicate()[0]
@@ -222,10 +230,6 @@ def test_compose_commands_kibana_service_becomes_ready_and_stops_cleanly(tmp_pat
             assert process.poll() is None  # still running: compose's healthcheck sees it
             process.send_signal(signal.SIGTERM)
             output, _ = process.communicate(timeout=10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
     assert process.returncode == 0, output
     assert fake.saved_objects == _saved_objects_file()
 
@@ -239,18 +243,13 @@ def test_a_signal_stops_a_step_that_is_still_waiting(step, signum):
     """`docker compose stop` (SIGTERM) or Ctrl-C (SIGINT) while Elasticsearch is unreachable:
     the step ends now, not after SETUP_TIMEOUT_SECONDS, and says it did not finish."""
     env = {**ENV, "ELASTICSEARCH_URL": NOBODY, "KIBANA_URL": NOBODY}
-    process = _python_m_setup(step, env={**env, "SETUP_TIMEOUT_SECONDS": "600"})
-    try:
+    with _python_m_setup(step, env={**env, "SETUP_TIMEOUT_SECONDS": "600"}) as process:
         # The first line comes once the signal handlers are installed.
         ready, _, _ = select.select([process.stdout], [], [], 60)
         assert ready, "no output from python -m setup in 60 s"
         assert process.stdout.readline().startswith("setup: waiting for Elasticsearch")
         process.send_signal(signum)
         output, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 1, output
     assert f"setup ({step}) failed: Elasticsearch: stopped before it succeeded" in output
 
