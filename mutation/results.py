@@ -16,15 +16,25 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from mutmut.stats import status_by_exit_code
 
 REPO = Path(__file__).resolve().parent.parent
 MUTANTS = REPO / "mutants"
 SURVIVORS_FILE = Path(__file__).with_name("survivors.yaml")
 
-# mutmut's exit codes (mutmut/stats.py, status_by_exit_code) folded into what the score needs.
-KILLED_CODES = {1, 3, 36, 24, -24, 152, 255, -11, -9, 37}
-SURVIVED_CODES = {0}
-NO_TESTS_CODES = {5, 33}
+# mutmut's verdicts (mutmut.stats.status_by_exit_code) folded into what the score needs; a verdict
+# missing here (a new one) counts as surviving.
+_VERDICTS = {
+    "killed": "killed",
+    "timeout": "killed",  # an endless loop is caught too
+    "segfault": "killed",
+    "caught by type check": "killed",
+    "survived": "survived",
+    "no tests": "no tests",
+    "not checked": "not checked",
+    "check was interrupted by user": "not checked",  # the budget ran out during it
+    "skipped": "not checked",
+}
 _SEPARATOR = "ǁ"  # mutmut's class separator in mangled names: xǁClassǁmethod
 
 
@@ -47,15 +57,7 @@ class Mutant:
 
 
 def _status(exit_code: int | None) -> str:
-    if exit_code is None or exit_code == 2:  # 2: pytest interrupted (the budget ran out)
-        return "not checked"
-    if exit_code in KILLED_CODES:
-        return "killed"
-    if exit_code in NO_TESTS_CODES:
-        return "no tests"
-    if exit_code in SURVIVED_CODES:
-        return "survived"
-    return "suspicious"  # a run that mutmut could not classify: counted as surviving
+    return _VERDICTS.get(status_by_exit_code[exit_code], "suspicious")
 
 
 def load_mutants(mutants_dir: Path = MUTANTS) -> list[Mutant]:
@@ -116,8 +118,10 @@ def score(mutants: list[Mutant], explained: Explained) -> Score:
 
 
 @cache
-def _functions(source: Path) -> dict[tuple[str | None, str], ast.AST]:
-    tree = ast.parse((REPO / source).read_text())
+def _source(source: Path) -> tuple[list[str], dict[tuple[str | None, str], ast.AST]]:
+    """A source file's lines and its functions and methods by (class or None, name)."""
+    text = (REPO / source).read_text()
+    tree = ast.parse(text)
     found: dict[tuple[str | None, str], ast.AST] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -126,7 +130,7 @@ def _functions(source: Path) -> dict[tuple[str | None, str], ast.AST]:
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                     found[node.name, item.name] = item
-    return found
+    return text.splitlines(), found
 
 
 _HUNK = re.compile(r"^@@ -(\d+)")
@@ -134,7 +138,8 @@ _HUNK = re.compile(r"^@@ -(\d+)")
 
 def changed_line(mutant: Mutant, diff: str) -> int:
     """The line of the original source that `diff` (mutmut's diff of one function) changes."""
-    node = _functions(mutant.source).get(mutant.function)
+    lines, functions = _source(mutant.source)
+    node = functions.get(mutant.function)
     if node is None:
         return 0
     first = min([node.lineno] + [d.lineno for d in node.decorator_list])
@@ -147,7 +152,6 @@ def changed_line(mutant: Mutant, diff: str) -> int:
             break
         elif line.startswith(" "):
             offset += 1
-    lines = (REPO / mutant.source).read_text().splitlines()
     # The diff counts from the function's first line; comments above it shift the count, so
     # take the line with the removed text nearest to where the count points.
     guess = first + offset
