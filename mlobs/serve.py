@@ -3,7 +3,9 @@
 Compared with calling uvicorn directly it binds to 127.0.0.1 by default, turns off uvicorn's text
 access log (the JSON inference event replaces it), gives numpy's BLAS one thread unless told
 otherwise, with several workers prepares a clean PROMETHEUS_MULTIPROC_DIR, which
-prometheus_client needs wiped before the workers start, and exits 0 after a graceful stop.
+prometheus_client needs wiped before the workers start, and exits 0 after a graceful stop. An app
+that cannot load or start ends it with status 3 (uvicorn's STARTUP_FAILURE) with any number of
+workers, where uvicorn alone would start a failing worker again forever, or exit 0.
 
 A stop by SIGTERM: the app drains first (mlobs.shutdown, at most MLOBS_SHUTDOWN_GRACE_SECONDS),
 then uvicorn closes the connections (at most CLOSE_SECONDS more) and the app flushes its logs.
