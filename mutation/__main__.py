@@ -4,7 +4,8 @@
 
 A run first retries the mutants that survived earlier runs (the tests may have changed since),
 then checks the mutants not checked yet; whatever the budget leaves undone waits in the cache
-(mutants/) for the next run. mutmut checks a function's mutants again when the function changes."""
+(mutants/) for the next run. mutmut checks a function's mutants again when the function changes.
+The verdicts are also kept in mutation/verdicts.json (commit it): a fresh clone starts from them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from mutation import verdicts
 from mutation.results import (
     MUTANTS,
     REPO,
@@ -126,7 +128,9 @@ def report() -> None:
         # mutmut numbers a function's mutants anew when the function changes.
         print(f"\nsurvivors.yaml names mutants that no longer exist (check them): {stale}")
     result = score(mutants, explained)
-    accepted = sum(m.name in explained.accepted and m.status != "killed" for m in mutants)
+    accepted = sum(
+        m.name in explained.accepted and m.status not in ("killed", "not checked") for m in mutants
+    )
     print(
         f"\nMutation score: {result.percent:.1f} % ({result.killed} killed of "
         f"{result.killed + result.surviving} checked; {accepted} of the survivors accepted in "
@@ -135,26 +139,39 @@ def report() -> None:
     )
 
 
+def check(deadline: float) -> None:
+    """Retry the unexplained survivors, then check new mutants, until the deadline."""
+    names = retry_names()
+    if names:
+        print(f">> retrying {len(names)} mutants that survived earlier runs")
+    finished = all(
+        run_mutmut(names[i : i + RETRY_BATCH], deadline) for i in range(0, len(names), RETRY_BATCH)
+    )
+    if finished:
+        print(">> checking the mutants not checked yet")
+        run_mutmut([], deadline)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60, help="time budget (default 60)")
-    parser.add_argument("--fresh", action="store_true", help="forget every cached result first")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="forget every cached result first (mutants/ and verdicts.json)",
+    )
     parser.add_argument("--report-only", action="store_true", help="print the cached results")
     args = parser.parse_args(argv)
     if not args.report_only:
         if args.fresh:
             shutil.rmtree(MUTANTS, ignore_errors=True)
-        deadline = time.monotonic() + args.minutes * 60
-        names = retry_names()
-        if names:
-            print(f">> retrying {len(names)} mutants that survived earlier runs")
-        finished = all(
-            run_mutmut(names[i : i + RETRY_BATCH], deadline)
-            for i in range(0, len(names), RETRY_BATCH)
-        )
-        if finished:
-            print(">> checking the mutants not checked yet")
-            run_mutmut([], deadline)
+        elif restored := verdicts.restore():
+            print(f">> {restored} files' verdicts taken from {verdicts.VERDICTS_FILE.name}")
+        try:
+            check(deadline=time.monotonic() + args.minutes * 60)
+        finally:  # a Ctrl-C keeps what was checked too
+            verdicts.save()
+            print(f">> verdicts saved in {verdicts.VERDICTS_FILE.relative_to(REPO)}: commit it")
     if not MUTANTS.is_dir():
         print("no results yet: run `make mutate`", file=sys.stderr)
         return 1

@@ -105,13 +105,13 @@ class Score:
 
 
 def score(mutants: list[Mutant], explained: Explained) -> Score:
-    """Count verdicts; an equivalent mutant counts nowhere but in `equivalent`."""
+    """Count verdicts; a checked equivalent survivor counts nowhere but in `equivalent`."""
     counts = {"killed": 0, "surviving": 0, "equivalent": 0, "not checked": 0}
     for mutant in mutants:
-        if mutant.name in explained.equivalent and mutant.status != "killed":
-            counts["equivalent"] += 1
-        elif mutant.status in ("killed", "not checked"):
+        if mutant.status in ("killed", "not checked"):
             counts[mutant.status] += 1
+        elif mutant.name in explained.equivalent:
+            counts["equivalent"] += 1
         else:
             counts["surviving"] += 1
     return Score(counts["killed"], counts["surviving"], counts["equivalent"], counts["not checked"])

@@ -26,6 +26,7 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         "mlobs.spec.x_load_spec__mutmut_5": 0,  # passes, but behaves as the original
         "mlobs.spec.x_load_spec__mutmut_6": None,  # budget ran out before it
         "mlobs.spec.x_load_spec__mutmut_7": 0,  # passes; changes nothing a test should pin
+        "mlobs.spec.x_load_spec__mutmut_8": None,  # explained once, not checked since its change
     }
     mutants = load_mutants(_cache(tmp_path, codes))
     assert {m.name.rsplit("_", 1)[1]: m.status for m in mutants} == {
@@ -36,13 +37,17 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         "5": "survived",
         "6": "not checked",
         "7": "survived",
+        "8": "not checked",
     }
     explained = Explained(
-        equivalent={"mlobs.spec.x_load_spec__mutmut_5": "same output"},
+        equivalent={
+            "mlobs.spec.x_load_spec__mutmut_5": "same output",
+            "mlobs.spec.x_load_spec__mutmut_8": "same output, before the function changed",
+        },
         accepted={"mlobs.spec.x_load_spec__mutmut_7": "an error message's wording"},
     )
     result = score(mutants, explained)
-    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 3, 1, 1)
+    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 3, 1, 2)
     assert result.percent == 40.0
     assert [m.name for m in surviving(mutants, explained)] == [
         "mlobs.spec.x_load_spec__mutmut_3",
