@@ -9,12 +9,13 @@ does not take the server down.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
 
@@ -30,8 +31,14 @@ TIMEOUT_SECONDS = 0.3
 BODY_LIMIT = 100
 
 
-def _fail_inside_the_model() -> None:
+def _fail_inside_the_model(_value: object = None) -> None:
     raise ZeroDivisionError("a user's text, which the log must not quote")
+
+
+def _fail_below_the_standard_library() -> None:
+    # The frame below the one that raised is in another file (inspect.py calls the predicate):
+    # the origin must name the innermost frame's file, not its caller's.
+    inspect.getmembers(SimpleNamespace(member=1), _fail_inside_the_model)
 
 
 # Where the model_error line must point: the line that raised, in the function that raised it.
@@ -54,7 +61,7 @@ class ErrandModel(SlowModel):
         if payload.message == "hold":
             self.released.wait(timeout=30)
         if payload.message == "boom":
-            _fail_inside_the_model()
+            _fail_below_the_standard_library()
         if payload.message == "odd":
             return Prediction(label="done", confidence=0.9, features=ODD_FEATURES)
         return self._answer(payload)
