@@ -55,6 +55,15 @@ def pytest_load_initial_conftests() -> None:
         del sys.modules[name]
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A test module that fails to import under a mutant (it computes with the mutated function
+    # at import time) kills the mutant. Left to pytest, -x then ends the session with "found no
+    # collectors" for the remaining test ids, which mutmut's worker does not survive: the mutant
+    # would only count after its 48 s timeout.
+    if report.failed and "__mutmut_" in _phase():
+        os._exit(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if "__mutmut_" not in _phase() or not STATS_FILE.is_file():
         return
