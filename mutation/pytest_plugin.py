@@ -20,11 +20,13 @@ Outside mutmut (`make test`) this plugin is not loaded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,30 @@ def pytest_load_initial_conftests() -> None:
         return
     for name in [n for n in sys.modules if n.partition(".")[0] in PROJECT_PACKAGES]:
         del sys.modules[name]
+    forget_inherited_asgi_event_loop()
+
+
+_INHERITED_ASGI_LOOPS: list[contextlib.ExitStack] = []
+
+
+def forget_inherited_asgi_event_loop() -> None:
+    """Let schemathesis start its own ASGI event loop in this forked process.
+
+    schemathesis runs every in-process app's lifespan on one event loop thread per process,
+    started once and kept in module globals (schemathesis/python/asgi.py, 4.x: _PORTAL,
+    _LIFESPANS). A mutant's run is forked from the process that imported the fuzz tests, where
+    that thread runs; the fork has the globals but not the thread, so the next app's start-up
+    waits for it forever and the mutant only counts after its timeout."""
+    asgi = sys.modules.get("schemathesis.python.asgi")
+    if asgi is None:
+        return
+    # The parent's loop must never be closed here (closing waits for its thread): kept alive.
+    _INHERITED_ASGI_LOOPS.append(asgi._STACK)
+    asgi._LOCK = threading.Lock()  # may have been held by the parent's thread at the fork
+    asgi._STACK = contextlib.ExitStack()
+    asgi._PORTAL = None
+    asgi._LIFESPANS.clear()
+    asgi._STARTUP_LOCKS.clear()
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
