@@ -132,7 +132,9 @@ def report() -> None:
     for source in sorted({m.source for m in mutants}):
         part = score([m for m in mutants if m.source == source], explained)
         unchecked = f", {part.not_checked} not checked" if part.not_checked else ""
-        print(f"  {source}: {part.killed}/{part.killed + part.surviving}{unchecked}")
+        timed_out = sum(m.timed_out for m in mutants if m.source == source)
+        by_timeout = f" ({timed_out} by timeout)" if timed_out else ""
+        print(f"  {source}: {part.killed}/{part.killed + part.surviving}{by_timeout}{unchecked}")
     names = {m.name for m in mutants}
     stale = sorted(n for n in [*explained.equivalent, *explained.accepted] if n not in names)
     if stale:
@@ -142,6 +144,9 @@ def report() -> None:
     accepted = sum(
         m.name in explained.accepted and m.status not in ("killed", "not checked") for m in mutants
     )
+    if timed_out := [m for m in mutants if m.timed_out]:
+        # A hang in the tests' own set-up looks the same; a run of timeouts deserves a look.
+        print(f"\nKilled by timeout (an endless loop, or a hanging test?): {len(timed_out)}")
     print(
         f"\nMutation score: {result.percent:.1f} % ({result.killed} killed of "
         f"{result.killed + result.surviving} checked; {accepted} of the survivors accepted in "

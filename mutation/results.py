@@ -45,6 +45,8 @@ class Mutant:
     name: str
     source: Path  # relative to the repository, e.g. mlobs/spec.py
     status: str
+    # Killed by mutmut's timeout: an endless loop, or a test that hangs for another reason.
+    timed_out: bool = False
 
     @property
     def function(self) -> tuple[str | None, str]:
@@ -66,7 +68,10 @@ def load_mutants(mutants_dir: Path = MUTANTS) -> list[Mutant]:
     for meta in sorted(mutants_dir.glob("mlobs/**/*.py.meta")):
         source = meta.relative_to(mutants_dir).with_suffix("")
         exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
-        found += [Mutant(name, source, _status(code)) for name, code in exit_codes.items()]
+        found += [
+            Mutant(name, source, _status(code), status_by_exit_code[code] == "timeout")
+            for name, code in exit_codes.items()
+        ]
     return found
 
 

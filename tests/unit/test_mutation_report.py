@@ -39,6 +39,7 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         "7": "survived",
         "8": "not checked",
     }
+    assert [m.name for m in mutants if m.timed_out] == ["mlobs.spec.x_load_spec__mutmut_2"]
     explained = Explained(
         equivalent={
             "mlobs.spec.x_load_spec__mutmut_5": "same output",
