@@ -627,6 +627,25 @@ BASELINE_CASES = {
         b'{"features": []}',
         "baseline.json: not a baseline: format is None, expected 'mlobs.baseline/v1'",
     ),
+    "a list": (
+        b"[]",
+        "baseline.json: not a baseline: format is 'list', expected 'mlobs.baseline/v1'",
+    ),
+    "another format": (
+        b'{"format": "mlobs.baseline/v0", "features": []}',
+        "baseline.json: not a baseline: format is 'mlobs.baseline/v0', expected "
+        "'mlobs.baseline/v1'",
+    ),
+    "an unknown kind": (
+        _baseline_file(kind="ordinal"),
+        "baseline.json: not a baseline: feature entry 0: "
+        "kind 'ordinal' is neither numeric nor categorical",
+    ),
+    "proportions for fewer bins": (
+        _baseline_file(proportions=[1.0]),
+        "baseline.json: not a baseline: feature entry 0: "
+        "baseline feature 'x': 1 proportions for 11 bins",
+    ),
     "a key missing": (
         b'{"format": "mlobs.baseline/v1", "features": [{"name": "x", "kind": "numeric"}]}',
         "baseline.json: not a baseline: feature entry 0 has no 'edges'",
@@ -668,6 +687,18 @@ def test_bad_baselines_are_refused_clearly(tmp_path, capsys, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(capsys, "report", "baseline.json", "inference.log")
     _assert_one_line_error(code, out, err, message)
+
+
+def test_a_baseline_of_one_row_is_used(tmp_path, capsys, monkeypatch):
+    """The smallest baseline the spec allows (count 1) gives a report, not an error."""
+    (tmp_path / "baseline.json").write_bytes(_baseline_file(count=1))
+    _write_lines(tmp_path / "inference.log", [_event({"x": 1.0}, "a")])
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, "report", "baseline.json", "inference.log")
+    assert (code, err) == (0, "")
+    row = out.splitlines()[-1].split()
+    assert row[:3] == ["x", "numeric", "1"]
+    assert float(row[8]) > 0  # the critical value of PSI, which divides by the count
 
 
 def test_unreadable_logs_are_refused_clearly(tmp_path, capsys, monkeypatch):

@@ -99,3 +99,25 @@ def test_a_request_abandoned_during_a_slow_prediction_is_not_a_success(chatbot_m
     assert sample(text, "model_requests_total", **labels, status="success") == 0
     [event] = log_events(tmp_path / "inference.log")
     assert event["status"] == "server_error" and event["error_type"] == "CancelledError"
+
+
+def test_a_token_with_spaces_is_accepted_whole(serve, chatbot_model):
+    """Everything after "Bearer " is the token: an operator's passphrase may hold spaces."""
+    with serve(chatbot_model, faults_enabled=True, admin_token="correct horse battery") as client:
+        partial = {"Authorization": "Bearer battery"}
+        assert client.get("/admin/faults", headers=partial).status_code == 401
+        whole = {"Authorization": "Bearer correct horse battery"}
+        assert client.get("/admin/faults", headers=whole).json() == {
+            "latency_ms": 0,
+            "error_rate": 0.0,
+        }
+
+
+def test_the_admin_routes_are_grouped_under_admin_in_the_api_docs(serve, chatbot_model):
+    with serve(chatbot_model, faults_enabled=True) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {method: operation["tags"] for method, operation in paths["/admin/faults"].items()} == {
+        "get": ["admin"],
+        "post": ["admin"],
+        "delete": ["admin"],
+    }
