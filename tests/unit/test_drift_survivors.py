@@ -103,3 +103,6 @@ def test_bins_built_by_hand_with_a_missing_edge_are_refused_clearly():
     """A None among the edges is a ValueError naming the rule, not a TypeError from numpy."""
     with pytest.raises(ValueError, match=r"bin edges must be finite and increasing: \[1.0, None\]"):
         NumericBins(edges=(1.0, None), low=0.0, high=2.0)
+    # Two equal edges would make a bin no value can fall into (a hand-edited baseline.json).
+    with pytest.raises(ValueError, match=r"finite and increasing: \[1.0, 1.0\]"):
+        NumericBins(edges=(1.0, 1.0), low=0.0, high=2.0)
