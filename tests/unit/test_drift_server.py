@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,15 @@ def test_model_without_a_baseline_has_no_drift_report(serve, anomaly_model):
         text = client.get("/metrics").text
     assert response.status_code == 404 and response.json()["error"] == "no_baseline"
     assert "model_feature_bin_total" not in text
+
+
+def test_without_a_spec_drift_is_reported_over_the_default_hour(serve, anomaly_model, monkeypatch):
+    """A team that copies the library without observability.yaml still gets /drift, over the
+    documented default window of one hour and PSI threshold of 0.2."""
+    monkeypatch.setattr("mlobs.server.DEFAULT_SPEC_PATH", Path("/nonexistent/observability.yaml"))
+    with serve(anomaly_model) as client:
+        for body in _readings(simulate_normal(5, np.random.default_rng(5))):
+            assert client.post("/predict", json=body).status_code == 200
+        report = client.get("/drift").json()
+    assert (report["window_seconds"], report["psi_threshold"]) == (3600.0, 0.2)
+    assert {f["feature"]: f["count"] for f in report["features"]}[FEATURES[0]] == 5
