@@ -1,0 +1,27 @@
+"""The promtool input series the rule tests are written in (mlobs.generate.prometheus_tests):
+a counter given in phases grows, minute by minute, by each phase's rate, whatever the number of
+phases."""
+
+from __future__ import annotations
+
+import itertools
+
+from mlobs.generate.prometheus_tests import Phase, counter
+
+
+def _expand(series: str) -> list[float]:
+    """promtool's expanding notation: "a+bxn" is a, a+b, ..., a+n*b."""
+    values: list[float] = []
+    for segment in series.split():
+        start, _, rest = segment.partition("+")
+        step, _, count = rest.partition("x")
+        values += [float(start) + float(step) * i for i in range(int(count) + 1)]
+    return values
+
+
+def test_a_counter_of_three_phases_grows_by_each_phases_rate():
+    values = _expand(counter([Phase(2, 1.0), Phase(3, 10.0), Phase(2, 100.0)]))
+    increments = [later - earlier for earlier, later in itertools.pairwise(values)]
+    # One sample a minute from 0: 2 minutes at 1/min, 3 at 10/min, 2 at 100/min.
+    assert increments == [1.0, 1.0, 10.0, 10.0, 10.0, 100.0, 100.0]
+    assert values[0] == 0.0
