@@ -1,6 +1,6 @@
-"""The promtool input series the rule tests are written in (mlobs.generate.prometheus_tests):
-a counter given in phases grows, minute by minute, by each phase's rate, whatever the number of
-phases."""
+"""The generator of the promtool rule tests (mlobs.generate.prometheus_tests): a counter given in
+phases grows, minute by minute, by each phase's rate, whatever the number of phases; an alert
+without cases is named."""
 
 from __future__ import annotations
 
