@@ -9,8 +9,10 @@ import json
 import re
 
 import promql_parser
+import pytest
 import yaml
 
+from mlobs.generate.grafana_alerting import panel_id, rule_uid
 from mlobs.generate.kibana_objects import DATA_VIEW_ID
 from mlobs.spec import duration_seconds, load_spec
 from tests.conftest import REPO
@@ -56,6 +58,19 @@ def test_rule_uids_fit_grafanas_limits_and_uids_and_titles_are_unique():
     rules = alert_rules()
     assert all(UID.match(r["uid"]) for r in rules)
     assert len({r["uid"] for r in rules}) == len({r["title"] for r in rules}) == len(rules)
+
+
+def test_an_alert_with_a_long_name_still_gets_a_uid_grafana_accepts():
+    """A team's own alert named at length: the uid is cut to Grafana's 40 characters."""
+    uid = rule_uid("ModelPredictionConfidenceBelowThresholdForTooLong")
+    assert UID.match(uid) and len(uid) == 40
+
+
+def test_a_link_to_a_missing_panel_names_the_title_when_generating():
+    dashboard = json.dumps({"panels": [{"id": 1, "title": "Error rate"}]})
+    assert panel_id(dashboard, "Error rate") == 1
+    with pytest.raises(KeyError, match="no panel titled 'PSI per feature'"):
+        panel_id(dashboard, "PSI per feature")
 
 
 def test_relative_time_ranges_are_integer_seconds():
