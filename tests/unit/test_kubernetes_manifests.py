@@ -13,6 +13,7 @@ the CRDs of ../shared/schemas/kubernetes, unknown fields being errors in both.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import shutil
@@ -23,10 +24,11 @@ import yaml
 
 from mlobs.generate import __main__ as generate_main
 from mlobs.generate import kibana_objects
-from mlobs.generate.kubernetes import PARTS, sources
+from mlobs.generate.kubernetes import PARTS, metrics, sources
 from mlobs.generate.kubernetes.__main__ import main
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT
+from mlobs.generate.kubernetes.sources import RepoSources, SourceError
 from mlobs.serve import CLOSE_SECONDS
 from mlobs.server import create_app
 from mlobs.settings import Settings
@@ -435,3 +437,25 @@ def test_rolling_updates_never_go_below_the_replicas():
         strategy = deployment["spec"]["strategy"]
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0
         assert deployment["spec"]["replicas"] >= 2
+
+
+def _sources_with_datasources(datasources: list[dict]) -> RepoSources:
+    return dataclasses.replace(RepoSources.read(REPO), datasources={"datasources": datasources})
+
+
+def test_grafanas_datasources_need_both_uids_of_the_compose_stack():
+    """Renaming a datasource uid in grafana/provisioning breaks every dashboard: the Kubernetes
+    generator refuses it, naming the uid, instead of writing a datasource nothing refers to."""
+    prometheus_only = [
+        ds for ds in RepoSources.read(REPO).datasources["datasources"] if ds["uid"] == "prometheus"
+    ]
+    with pytest.raises(SourceError, match=r"no datasource with uid \['elasticsearch'\]"):
+        metrics.datasources(KubernetesSetup(), _sources_with_datasources(prometheus_only))
+
+
+def test_an_elasticsearch_datasource_without_secrets_still_gets_the_clusters_ca():
+    compose = RepoSources.read(REPO).datasources["datasources"]
+    without_secrets = [{k: v for k, v in ds.items() if k != "secureJsonData"} for ds in compose]
+    rendered = metrics.datasources(KubernetesSetup(), _sources_with_datasources(without_secrets))
+    [es] = [ds for ds in rendered["datasources"] if ds["uid"] == "elasticsearch"]
+    assert list(es["secureJsonData"]) == ["tlsCACert"]
