@@ -98,7 +98,10 @@ def retry_names() -> list[str]:
 
 
 def mutmut_diff(mutant: Mutant) -> str:
-    """mutmut's diff of the mutated function against the original."""
+    """mutmut's diff of the mutated function against the original ("" before mutmut has written
+    the mutated copy, e.g. when only verdicts.json's verdicts are there yet)."""
+    if not (MUTANTS / mutant.source).is_file():
+        return ""
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
     old_cwd = Path.cwd()
