@@ -17,7 +17,6 @@ from mlobs.drift import (
     OTHER_CATEGORY,
     Baseline,
     CategoricalBins,
-    DriftExport,
     DriftMonitor,
     NumericBins,
     js_from_counts,
@@ -28,6 +27,7 @@ from mlobs.drift import (
 )
 from mlobs.drift import bins as bins_module
 from mlobs.drift.bins import _counts_by_comparison, _counts_by_search
+from tests.support.drift_export import exported_monitor
 
 
 def _normal(n: int, seed: int, mean: float = 0.0) -> np.ndarray:
@@ -282,43 +282,22 @@ def test_ks_and_js_on_bins():
     assert ks_from_counts(np.array([1, 0, 0, 5]), np.array([0, 0, 1, 0])) == pytest.approx(1.0)
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1) -> None:
-        self.value += amount
-
-
 def test_live_export_lags_by_at_most_the_batch_or_the_delay():
-    now = [0.0]
-    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
-    bins = {"x": [_Counter() for _ in range(baseline.features["x"].bins.size)]}
-    outside = {"x": _Counter()}
-    monitor = DriftMonitor(
-        baseline,
-        export=DriftExport(bins, outside),
-        batch_size=3,
-        max_delay_seconds=1.0,
-        clock=lambda: now[0],
-    )
-
-    def exported() -> float:
-        return sum(c.value for c in bins["x"])
-
+    live = exported_monitor()
+    monitor = live.monitor
     monitor.observe({"x": 1.0})
     monitor.observe({"x": 9.0})
-    assert exported() == 0  # queued
+    assert live.exported() == 0  # queued
     monitor.observe({"x": None})
-    assert exported() == 3  # a full batch
-    assert outside["x"].value == 1 and bins["x"][-1].value == 1  # 9.0 is out of range; missing
+    assert live.exported() == 3  # a full batch
+    assert live.outside.value == 1 and live.bins[-1].value == 1  # 9.0 is out of range; missing
     monitor.observe({"x": 2.0})
-    now[0] = 1.0
+    live.now[0] = 1.0
     monitor.observe({"x": 2.0})
-    assert exported() == 5  # the oldest waited max_delay_seconds
+    assert live.exported() == 5  # the oldest waited max_delay_seconds
     monitor.observe({"x": 3.0})
     monitor.flush()
-    assert exported() == 6
+    assert live.exported() == 6
 
 
 # --- the binning paths against a plain reference ------------------------------------------------

@@ -1,16 +1,15 @@
 """mlobs.drift at its edges: values given as a generator, a value observed exactly when a window
-ends, a clock that does not start at 0, batches exactly at the size where counting changes path."""
+ends, a clock that does not start at 0."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
-from mlobs.drift import Baseline, DriftExport, DriftMonitor, NumericBins
-from mlobs.drift import bins as bins_module
+from mlobs.drift import Baseline, DriftMonitor, NumericBins
+from tests.support.drift_export import exported_monitor
 
 VALUES = [0.5, 3.0, -1.0, 2.0, 2.0, None, 7.5, 1.0, math.nan, 4.0, 2.5, 6.0]
 
@@ -60,36 +59,16 @@ Steps = list[tuple[int, list[float]]]
 def _exports_over_time(origin: float) -> Steps:
     """What the exported counters (bins, then out of range) and then the report show at each step
     of a scenario at `origin` + 0 to 150 seconds (max_delay 1 s, batches of 3, windows of 60 s)."""
-    now = [origin]
-    baseline = Baseline.fit({"x": [1.0, 2.0, 3.0]})
-    size = baseline.features["x"].bins.size
-    bins = {"x": [_Counter() for _ in range(size)]}
-    outside = {"x": _Counter()}
-    monitor = DriftMonitor(
-        baseline,
-        window_seconds=60,
-        export=DriftExport(bins, outside),
-        batch_size=3,
-        max_delay_seconds=1.0,
-        clock=lambda: now[0],
-    )
+    live = exported_monitor(origin, window_seconds=60)
     seen: Steps = []
     for at, value in [(0, 1.0), (0, 9.0), (0, None), (0, 2.0), (1, 2.0), (1, 3.0), (70, 1.0)]:
-        now[0] = origin + at
-        monitor.observe({"x": value})
-        seen.append((at, [*(c.value for c in bins["x"]), outside["x"].value]))
+        live.now[0] = origin + at
+        live.monitor.observe({"x": value})
+        seen.append((at, [*(c.value for c in live.bins), live.outside.value]))
     for at in (70, 150):
-        now[0] = origin + at
-        seen.append((at, monitor.counts()["x"].tolist()))
+        live.now[0] = origin + at
+        seen.append((at, live.monitor.counts()["x"].tolist()))
     return seen
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1) -> None:
-        self.value += amount
 
 
 def test_the_monitor_behaves_the_same_whatever_its_clocks_origin():
@@ -101,31 +80,3 @@ def test_the_monitor_behaves_the_same_whatever_its_clocks_origin():
     assert (at, sum(exported[:-1])) == (1, 5)  # all 5 values so far: 2.0 was due, 2.0 arrived
     assert _exports_over_time(123_456.0) == from_zero
     assert _exports_over_time(-50.0) == from_zero
-
-
-def _reference_counts(edges: np.ndarray, values: np.ndarray) -> list[int]:
-    """Right-closed bins (-inf, e0], ..., (e_last, inf), then missing: a value's bin is the
-    number of edges below it."""
-    present = values[~np.isnan(values)]
-    bins = (edges[np.newaxis, :] < present[:, np.newaxis]).sum(axis=1)
-    counts = np.bincount(bins, minlength=edges.size + 1).tolist()
-    return [*counts, int(values.size - present.size)]
-
-
-@pytest.mark.parametrize("edge_count", [1, 3, 127, 128, 129])
-def test_counts_are_right_at_the_batch_size_where_counting_changes_method(edge_count):
-    """Below, at and above the size from which counts take one comparison pass per edge (and at
-    the edge count where they stop doing so), every value is counted in its bin, including values
-    exactly on an edge, infinities and NaN."""
-    rng = np.random.default_rng(edge_count)
-    edges = np.linspace(-2.0, 2.0, edge_count) if edge_count > 1 else np.array([0.0])
-    bins = NumericBins(edges=tuple(float(e) for e in edges), low=-3.0, high=3.0)
-    threshold = (
-        bins_module._COMPARISON_MIN_VALUES + bins_module._COMPARISON_VALUES_PER_EDGE * edge_count
-    )
-    for size in (threshold - 1, threshold, threshold + 1):
-        values = rng.normal(size=size)
-        values[:edge_count] = edges  # on the edges: where right-closed bins differ
-        values[-4:] = [math.inf, -math.inf, math.nan, math.nan]
-        rng.shuffle(values)
-        assert bins.counts(values).tolist() == _reference_counts(edges, values), size
