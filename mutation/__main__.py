@@ -133,9 +133,10 @@ def report() -> None:
             print(f"      {line}")
     print("\nPer file (killed / checked, equivalent mutants left out):")
     for source in sorted({m.source for m in mutants}):
-        part = score([m for m in mutants if m.source == source], explained)
+        of_source = [m for m in mutants if m.source == source]
+        part = score(of_source, explained)
         unchecked = f", {part.not_checked} not checked" if part.not_checked else ""
-        timed_out = sum(m.timed_out for m in mutants if m.source == source)
+        timed_out = sum(m.timed_out for m in of_source)
         by_timeout = f" ({timed_out} by timeout)" if timed_out else ""
         print(f"  {source}: {part.killed}/{part.killed + part.surviving}{by_timeout}{unchecked}")
     names = {m.name for m in mutants}

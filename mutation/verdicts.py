@@ -10,7 +10,7 @@ the verdicts of every function whose hash is unchanged and checks the others aga
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mutmut.utils.format_utils import get_mutant_name
@@ -61,20 +61,20 @@ def read_cache(mutants_dir: Path = MUTANTS) -> dict[str, dict[str, FunctionVerdi
 
 
 def save(mutants_dir: Path = MUTANTS, path: Path = VERDICTS_FILE) -> None:
-    """Write the cache's verdicts to verdicts.json (one line per function, for readable diffs)."""
-    files = read_cache(mutants_dir)
-    lines = ["{"]
-    for i, (source, functions) in enumerate(files.items()):
-        lines.append(f"  {json.dumps(source)}: {{")
-        entries = [
-            f"    {json.dumps(name, ensure_ascii=False)}: "
-            f"{json.dumps({'hash': f.hash, 'exit_codes': f.exit_codes})}"
-            for name, f in functions.items()
-        ]
-        lines.append(",\n".join(entries))
-        lines.append("  }" + ("," if i < len(files) - 1 else ""))
-    lines.append("}")
-    path.write_text("\n".join(line for line in lines if line) + "\n", encoding="utf-8")
+    """Write the cache's verdicts to verdicts.json, one line per function for readable diffs."""
+    files = {
+        source: functions for source, functions in read_cache(mutants_dir).items() if functions
+    }
+    blocks = [
+        f"  {json.dumps(source)}: {{\n"
+        + ",\n".join(
+            f"    {json.dumps(name, ensure_ascii=False)}: {json.dumps(asdict(kept))}"
+            for name, kept in functions.items()
+        )
+        + "\n  }"
+        for source, functions in files.items()
+    ]
+    path.write_text("{\n" + ",\n".join(blocks) + "\n}\n", encoding="utf-8")
 
 
 def load(path: Path = VERDICTS_FILE) -> dict[str, dict[str, FunctionVerdicts]]:
