@@ -252,20 +252,54 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     assert releases == {setup.release}
 
 
-def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(tmp_path, capsys):
-    """A compose file without the project `name` (which names the images): `make generate` and
-    `python -m mlobs.generate.kubernetes` say so and write nothing."""
+def _repo_with(tmp_path, edit_compose=None, edit_env=None):
+    """A copy of every file the Kubernetes manifests read, with compose's and .env.example's
+    content passed through the given edits."""
     root = tmp_path / "repo"
-    for path in (
+    paths = (
         sources.DOCKERFILE,
         sources.PYPROJECT,
         sources.ENV_EXAMPLE,
+        sources.COMPOSE_FILE,
+        sources.FILEBEAT_FILE,
+        sources.LOGSTASH_SETTINGS,
+        sources.LOGSTASH_PIPELINES,
+        sources.KIBANA_SETTINGS,
+        sources.GRAFANA_DATASOURCES,
         kibana_objects.MAPPING_FILE,
-    ):
+    )
+    for path in paths:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, root / path)
-    compose = {k: v for k, v in COMPOSE.items() if k != "name"}
-    (root / sources.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
+    if edit_compose:
+        compose = copy.deepcopy(COMPOSE)
+        edit_compose(compose)
+        (root / sources.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
+    if edit_env:
+        env = root / sources.ENV_EXAMPLE
+        env.write_text(edit_env(env.read_text()))
+    return root
+
+
+def _environment(service: str, name: str, value):
+    def edit(compose: dict) -> None:
+        environment = compose["services"][service]["environment"]
+        if value is None:
+            del environment[name]
+        else:
+            environment[name] = value
+
+    return edit
+
+
+def _without_service(name: str):
+    return lambda compose: compose["services"].pop(name)
+
+
+def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(tmp_path, capsys):
+    """A compose file without the project `name` (which names the images): `make generate` and
+    `python -m mlobs.generate.kubernetes` say so and write nothing."""
+    root = _repo_with(tmp_path, edit_compose=lambda compose: compose.pop("name"))
     before = sorted(root.rglob("*"))
     spec = str(REPO / "observability.yaml")
     out = tmp_path / "out"
@@ -273,6 +307,67 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
         assert run(["--root", str(root), "--spec", spec, *extra]) == 2
         assert "docker-compose.yml: no project `name`" in capsys.readouterr().err
     assert sorted(root.rglob("*")) == before and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        pytest.param(
+            {"edit_env": lambda text: re.sub(r"(?m)^ELASTIC_VERSION=.*\n", "", text)},
+            ".env.example: ELASTIC_VERSION has no default",
+            id="version-missing",
+        ),
+        pytest.param(
+            {
+                "edit_env": lambda text: re.sub(
+                    r"(?m)^ELASTIC_VERSION=.*$", "ELASTIC_VERSION=", text
+                )
+            },
+            ".env.example: ELASTIC_VERSION has no default",
+            id="version-empty",
+        ),
+        pytest.param(
+            {"edit_compose": _without_service("setup")},
+            "docker-compose.yml: no service setup",
+            id="service-missing",
+        ),
+        pytest.param(
+            {"edit_compose": _environment("elasticsearch", "ES_JAVA_OPTS", "${ES_HEAP}")},
+            "docker-compose.yml: elasticsearch sets no literal ES_JAVA_OPTS",
+            id="heap-from-env-file",
+        ),
+        pytest.param(
+            {"edit_compose": _environment("elasticsearch", "ES_JAVA_OPTS", None)},
+            "docker-compose.yml: elasticsearch sets no literal ES_JAVA_OPTS",
+            id="heap-missing",
+        ),
+    ],
+)
+def test_a_source_without_what_the_cluster_needs_is_named_and_nothing_written(
+    tmp_path, capsys, edits, message
+):
+    """The cluster takes versions, sizes and JVM options from the compose stack's files; when one
+    of them stops saying it, the generator names the file and the value instead of writing a
+    manifest with a placeholder or an unexpanded ${...}."""
+    out = tmp_path / "out"
+    root = _repo_with(tmp_path, **edits)
+    assert (
+        main(["--root", str(root), "--spec", str(REPO / "observability.yaml"), "--out", str(out)])
+        == 2
+    )
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+
+
+def test_the_unedited_sources_render(tmp_path):
+    """The copy _repo_with makes is complete: without edits it renders."""
+    out = tmp_path / "out"
+    root = _repo_with(tmp_path)
+    assert (
+        main(["--root", str(root), "--spec", str(REPO / "observability.yaml"), "--out", str(out)])
+        == 0
+    )
+    assert any(out.rglob("kustomization.yaml"))
 
 
 # --- workloads ---------------------------------------------------------------------------------
