@@ -3,6 +3,9 @@
 import ast
 import difflib
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from mutation.results import Explained, Mutant, changed_line, load_mutants, score, surviving
@@ -71,3 +74,30 @@ def test_a_mutant_is_located_on_the_source_line_it_changes():
     line = changed_line(mutant, diff)
     assert "<= 0" in lines[line - 1]
     assert line == function.lineno + target
+
+
+def test_the_report_lists_survivors_before_mutmut_has_written_its_copies(tmp_path):
+    """A fresh clone has verdicts (restored from verdicts.json) but none of mutmut's mutated
+    copies yet: `--report-only` still names each survivor by file and function line, without a
+    diff, instead of failing."""
+    shutil.copytree(REPO / "mutation", tmp_path / "mutation")
+    (tmp_path / "mlobs").mkdir()
+    shutil.copy(REPO / "mlobs/spec.py", tmp_path / "mlobs/spec.py")
+    survivor = "mlobs.spec.x_load_spec__mutmut_3"
+    _cache(tmp_path / "mutants", {"mlobs.spec.x_load_spec__mutmut_1": 1, survivor: 0})
+    done = subprocess.run(
+        [sys.executable, "-m", "mutation", "--report-only"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [def_line] = [
+        number
+        for number, line in enumerate((REPO / "mlobs/spec.py").read_text().splitlines(), 1)
+        if line.startswith("def load_spec(")
+    ]
+    listed = done.stdout.split("Surviving mutants", 1)[1].split("Per file", 1)[0]
+    assert listed.splitlines()[1:] == [f"  mlobs/spec.py:{def_line}  {survivor}  [survived]", ""]
+    assert "Mutation score: 50.0 % (1 killed of 2 checked" in done.stdout
