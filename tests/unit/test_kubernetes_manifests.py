@@ -252,9 +252,9 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     assert releases == {setup.release}
 
 
-def _repo_with(tmp_path, edit_compose=None, edit_env=None):
-    """A copy of every file the Kubernetes manifests read, with compose's and .env.example's
-    content passed through the given edits."""
+def _repo_with(tmp_path, edit_compose=None, edit_env=None, edit_dockerfile=None):
+    """A copy of every file the Kubernetes manifests read, with compose's, .env.example's and the
+    Dockerfile's content passed through the given edits."""
     root = tmp_path / "repo"
     paths = (
         sources.DOCKERFILE,
@@ -275,9 +275,9 @@ def _repo_with(tmp_path, edit_compose=None, edit_env=None):
         compose = copy.deepcopy(COMPOSE)
         edit_compose(compose)
         (root / sources.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
-    if edit_env:
-        env = root / sources.ENV_EXAMPLE
-        env.write_text(edit_env(env.read_text()))
+    for edit, path in ((edit_env, sources.ENV_EXAMPLE), (edit_dockerfile, sources.DOCKERFILE)):
+        if edit:
+            (root / path).write_text(edit((root / path).read_text()))
     return root
 
 
@@ -330,6 +330,20 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
             {"edit_compose": _without_service("setup")},
             "docker-compose.yml: no service setup",
             id="service-missing",
+        ),
+        pytest.param(
+            {
+                "edit_compose": lambda compose: compose["services"]["chatbot"].pop(
+                    "stop_grace_period"
+                )
+            },
+            "docker-compose.yml: chatbot sets no stop_grace_period",
+            id="grace-missing",
+        ),
+        pytest.param(
+            {"edit_dockerfile": lambda text: text.replace(" AS chatbot", " AS chat-bot")},
+            "services/Dockerfile: no build target chatbot",
+            id="target-renamed",
         ),
         pytest.param(
             {"edit_compose": _environment("elasticsearch", "ES_JAVA_OPTS", "${ES_HEAP}")},
