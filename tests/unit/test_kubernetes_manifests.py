@@ -252,9 +252,9 @@ def test_other_namespaces_reach_every_url_path_and_label(tmp_path):
     assert releases == {setup.release}
 
 
-def _repo_with(tmp_path, edit_compose=None, edit_env=None, edit_dockerfile=None):
-    """A copy of every file the Kubernetes manifests read, with compose's, .env.example's and the
-    Dockerfile's content passed through the given edits."""
+def _repo_with(tmp_path, edit_compose=None, edit_text=None):
+    """A copy of every file the Kubernetes manifests read; edit_compose changes the parsed compose
+    file, edit_text maps other files to a change of their text."""
     root = tmp_path / "repo"
     paths = (
         sources.DOCKERFILE,
@@ -275,9 +275,8 @@ def _repo_with(tmp_path, edit_compose=None, edit_env=None, edit_dockerfile=None)
         compose = copy.deepcopy(COMPOSE)
         edit_compose(compose)
         (root / sources.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
-    for edit, path in ((edit_env, sources.ENV_EXAMPLE), (edit_dockerfile, sources.DOCKERFILE)):
-        if edit:
-            (root / path).write_text(edit((root / path).read_text()))
+    for path, edit in (edit_text or {}).items():
+        (root / path).write_text(edit((root / path).read_text()))
     return root
 
 
@@ -290,6 +289,10 @@ def _environment(service: str, name: str, value):
             environment[name] = value
 
     return edit
+
+
+def _replace(pattern: str, replacement: str):
+    return lambda text: re.sub(pattern, replacement, text, flags=re.MULTILINE)
 
 
 def _without_service(name: str):
@@ -313,15 +316,15 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
     ("edits", "message"),
     [
         pytest.param(
-            {"edit_env": lambda text: re.sub(r"(?m)^ELASTIC_VERSION=.*\n", "", text)},
+            {"edit_text": {sources.ENV_EXAMPLE: _replace(r"^ELASTIC_VERSION=.*\n", "")}},
             ".env.example: ELASTIC_VERSION has no default",
             id="version-missing",
         ),
         pytest.param(
             {
-                "edit_env": lambda text: re.sub(
-                    r"(?m)^ELASTIC_VERSION=.*$", "ELASTIC_VERSION=", text
-                )
+                "edit_text": {
+                    sources.ENV_EXAMPLE: _replace(r"^ELASTIC_VERSION=.*$", "ELASTIC_VERSION=")
+                }
             },
             ".env.example: ELASTIC_VERSION has no default",
             id="version-empty",
@@ -341,9 +344,14 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
             id="grace-missing",
         ),
         pytest.param(
-            {"edit_dockerfile": lambda text: text.replace(" AS chatbot", " AS chat-bot")},
+            {"edit_text": {sources.DOCKERFILE: _replace(" AS chatbot$", " AS chat-bot")}},
             "services/Dockerfile: no build target chatbot",
             id="target-renamed",
+        ),
+        pytest.param(
+            {"edit_text": {sources.LOGSTASH_PIPELINES: _replace("inference.conf", "other.conf")}},
+            "pipelines.yml runs /usr/share/logstash/pipeline/other.conf, not the generated one",
+            id="pipeline-not-generated",
         ),
         pytest.param(
             {"edit_compose": _environment("elasticsearch", "ES_JAVA_OPTS", "${ES_HEAP}")},
