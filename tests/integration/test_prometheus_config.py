@@ -100,6 +100,16 @@ def test_e2e_override_configs_pass_promtool_amtool_and_grafana_rules(tmp_path):
     _amtool_check(str(tmp_path / "e2e/alertmanager.yml"))
     import yaml
 
+    from mlobs.spec import duration_seconds
+    from tests.support.e2e_config import E2E_CHANGES
+
+    # The e2e run's shortest windows must hold several scrapes and rule evaluations, or its
+    # rates stay empty and its alerts never fire within the test's waits.
+    shortest = min(duration_seconds(c["window"]) for c in E2E_CHANGES.values() if "window" in c)
+    intervals = yaml.safe_load(config.read_text())["global"]
+    for name in ("scrape_interval", "evaluation_interval"):
+        assert shortest / duration_seconds(intervals[name]) >= 4, (name, intervals[name])
+
     groups = yaml.safe_load((tmp_path / "e2e/grafana-alerting/alert-rules.yml").read_text())[
         "groups"
     ]
