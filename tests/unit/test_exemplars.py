@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.samples import Exemplar
 
 from mlobs.logs import InferenceRecord
 from mlobs.metrics import EXEMPLAR_MAX_CHARS, exemplar_labels
@@ -18,16 +21,13 @@ SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{SPAN_ID}-01"
 
 
-def _latency_exemplars(exposition: str) -> dict[str, tuple[dict, float]]:
-    """{request_id: (exemplar labels, value)} of the latency buckets of an OpenMetrics text."""
+def _latency_exemplars(exposition: str) -> dict[str, Exemplar]:
+    """{request_id: exemplar} of the latency buckets of an OpenMetrics text."""
     found = {}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             if sample.name == "model_latency_seconds_bucket" and sample.exemplar is not None:
-                found[sample.exemplar.labels["request_id"]] = (
-                    sample.exemplar.labels,
-                    sample.exemplar.value,
-                )
+                found[sample.exemplar.labels["request_id"]] = sample.exemplar
     return found
 
 
@@ -35,12 +35,14 @@ def test_openmetrics_scrapes_get_the_request_id_of_a_real_request_as_exemplar(
     serve, anomaly_model, log_file
 ):
     with serve(anomaly_model) as client:
+        before = time.time()
         client.post("/predict", json=ANOMALY_BODY, headers={"X-Request-ID": "slow-one"})
         client.post(
             "/predict",
             json=ANOMALY_BODY,
             headers={"X-Request-ID": "traced", "traceparent": TRACEPARENT},
         )
+        after = time.time()
         answer = client.get("/metrics", headers={"Accept": OPENMETRICS})
         plain = client.get("/metrics")
     assert answer.headers["content-type"].startswith("application/openmetrics-text")
@@ -48,10 +50,13 @@ def test_openmetrics_scrapes_get_the_request_id_of_a_real_request_as_exemplar(
     events = {e["request_id"]: e for e in log_events(log_file)}
     # The last request is always the exemplar of its bucket; the first one unless they share it.
     assert "traced" in exemplars and set(exemplars) <= {"slow-one", "traced"}
-    for request_id, (_, seconds) in exemplars.items():
+    for request_id, exemplar in exemplars.items():
         # The exemplar's value is the latency the log line reports (rounded to microseconds).
-        assert seconds * 1000 == pytest.approx(events[request_id]["latency_ms"], abs=0.001)
-    assert exemplars["traced"][0] == {"request_id": "traced", "trace_id": TRACE_ID}
+        assert exemplar.value * 1000 == pytest.approx(events[request_id]["latency_ms"], abs=0.001)
+        # Its timestamp is when the request finished, not when Prometheus scraped it: Grafana
+        # draws the exemplar where the request happened.
+        assert before <= float(exemplar.timestamp) <= after
+    assert exemplars["traced"].labels == {"request_id": "traced", "trace_id": TRACE_ID}
     # The classic text format has no exemplars: other scrapers see no change.
     assert plain.headers["content-type"].startswith("text/plain")
     assert " # {" not in plain.text
@@ -69,7 +74,7 @@ def test_every_request_is_an_exemplar_of_its_own_bucket_until_a_later_one_replac
         exposition = client.get("/metrics", headers={"Accept": OPENMETRICS}).text
     exemplars = _latency_exemplars(exposition)
     assert set(exemplars) == {"fast", "slow"}
-    assert exemplars["slow"][1] > 0.3 > exemplars["fast"][1]
+    assert exemplars["slow"].value > 0.3 > exemplars["fast"].value
 
 
 def test_a_valid_traceparent_puts_trace_and_span_ids_in_the_log_line(
