@@ -315,6 +315,32 @@ def test_a_prediction_in_flight_when_a_multi_worker_server_stops_completes(launc
     ]
 
 
+def test_a_second_ctrl_c_stops_without_waiting_for_the_drain(launch):
+    """Ctrl-C in a terminal drains like SIGTERM; a second Ctrl-C means "now": uvicorn closes the
+    connections within CLOSE_SECONDS instead of waiting for a prediction of a minute."""
+    minute = {
+        name: "60" for name in ("SLOW_MODEL", "MLOBS_PREDICT_TIMEOUT", "MLOBS_SHUTDOWN_GRACE")
+    }
+    life = launch(**{f"{name}_SECONDS": seconds for name, seconds in minute.items()})
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_post, life.url, HOLD)
+        wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+        life.process.send_signal(signal.SIGINT)
+
+        def draining() -> bool:
+            return any(e["message"] == "draining" for e in life.file_events())
+
+        wait_for("the drain to start", draining, timeout=30)
+        life.process.send_signal(signal.SIGINT)
+        # Well under the prediction's minute and the client's 30 s: no wait for the drain.
+        answer = held.result(timeout=20)
+        # uvicorn's own shutdown ran to its end (a handler that failed would skip it).
+        finished = "Finished server process"
+        wait_for("uvicorn to finish", lambda: finished in life.output(), timeout=20)
+    assert not (isinstance(answer, httpx.Response) and answer.status_code == 200), answer
+    assert [e["signal"] for e in life.file_events() if e["message"] == "draining"] == ["SIGINT"]
+
+
 # A worker's death in multi-worker mode
 
 
