@@ -24,7 +24,7 @@ import yaml
 
 from mlobs.generate import __main__ as generate_main
 from mlobs.generate import kibana_objects
-from mlobs.generate.kubernetes import PARTS, metrics, sources
+from mlobs.generate.kubernetes import PARTS, metrics, render, sources
 from mlobs.generate.kubernetes.__main__ import main
 from mlobs.generate.kubernetes.cluster import KubernetesSetup
 from mlobs.generate.kubernetes.model_servers import MODEL_COMPONENT
@@ -295,6 +295,10 @@ def _replace(pattern: str, replacement: str):
     return lambda text: re.sub(pattern, replacement, text, flags=re.MULTILINE)
 
 
+def _set(service: str, key: str, value: str):
+    return lambda compose: compose["services"][service].update({key: value})
+
+
 def _without_service(name: str):
     return lambda compose: compose["services"].pop(name)
 
@@ -354,6 +358,22 @@ def test_both_commands_report_a_source_that_no_longer_fits_without_a_traceback(t
             id="pipeline-not-generated",
         ),
         pytest.param(
+            {"edit_text": {sources.DOCKERFILE: _replace(r"useradd\b", "adduser")}},
+            "services/Dockerfile: no `useradd --uid N --gid N` to run as",
+            id="user-missing",
+        ),
+        pytest.param(
+            {"edit_compose": _set("chatbot", "mem_limit", "256MB")},
+            "docker-compose.yml: chatbot mem_limit '256MB' is not like 256m or 2g",
+            id="memory-unit",
+        ),
+        pytest.param(
+            {"edit_compose": _set("chatbot", "stop_grace_period", "soon")},
+            "docker-compose.yml: chatbot stop_grace_period: 'soon' is not a duration like 30s, "
+            "5m or 1h",
+            id="grace-not-a-duration",
+        ),
+        pytest.param(
             {"edit_compose": _environment("elasticsearch", "ES_JAVA_OPTS", "${ES_HEAP}")},
             "docker-compose.yml: elasticsearch sets no literal ES_JAVA_OPTS",
             id="heap-from-env-file",
@@ -379,6 +399,39 @@ def test_a_source_without_what_the_cluster_needs_is_named_and_nothing_written(
     )
     assert capsys.readouterr().err == f"error: {message}\n"
     assert not out.exists()
+
+
+def test_pods_run_as_the_dockerfiles_user_and_group_and_defaults_are_taken_whole(tmp_path):
+    """A Dockerfile whose group id differs from its user id, and a default holding "=": our pods
+    run as that user and group, and the setup Job gets everything after the first "="."""
+    root = _repo_with(
+        tmp_path,
+        edit_text={
+            sources.DOCKERFILE: _replace(r"(useradd --uid \d+ --gid )\d+", r"\g<1>20002"),
+            sources.ENV_EXAMPLE: _replace(r"^LOGSTASH_WRITER_USER=.*$", "LOGSTASH_WRITER_USER=a=b"),
+        },
+    )
+    rendered = render(SPEC, root, KubernetesSetup())
+    objects = [
+        doc
+        for path, text in rendered.items()
+        if path.suffix == ".yaml"
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    ours = [pod for _, pod in _pod_templates(objects)]
+    assert ours
+    for pod in ours:
+        security = pod["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"]) == (UID, 20002)
+    writer_users = {
+        env["value"]
+        for obj in objects
+        for container in containers(obj)
+        for env in container.get("env", [])
+        if env["name"] == "LOGSTASH_WRITER_USER"
+    }
+    assert writer_users == {"a=b"}
 
 
 def test_the_unedited_sources_render(tmp_path):
