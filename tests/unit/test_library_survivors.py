@@ -74,6 +74,16 @@ def _error(response) -> tuple[int, str, str]:
     return response.status_code, body["error"], body["detail"]
 
 
+def _wait_for_free_slot(client, model: ErrandModel, what: str) -> None:
+    """Until no prediction runs: a held one has returned (or failed) in its thread."""
+
+    def free() -> bool:
+        metrics = client.get("/metrics").text
+        return sample(metrics, "model_predictions_running", model=model.name) == 0
+
+    wait_for(what, free, timeout=30, every=0.05)
+
+
 def test_every_refusal_tells_the_client_what_happened_in_words(serve, log_file):
     model = ErrandModel()
     with serve(
@@ -95,11 +105,7 @@ def test_every_refusal_tells_the_client_what_happened_in_words(serve, log_file):
         finally:
             model.released.set()
 
-        def slot_free() -> bool:
-            metrics = client.get("/metrics").text
-            return sample(metrics, "model_predictions_running", model=model.name) == 0
-
-        wait_for("the held prediction to end", slot_free, timeout=30, every=0.05)
+        _wait_for_free_slot(client, model, "the held prediction to end")
         too_large = client.post(
             "/predict",
             content=b'{"message": "' + b"x" * BODY_LIMIT + b'"}',
@@ -187,11 +193,7 @@ def test_a_prediction_failing_after_its_caller_gave_up_is_not_reported_as_a_lost
         finally:
             model.released.set()
 
-        def slot_free() -> bool:
-            metrics = client.get("/metrics").text
-            return sample(metrics, "model_predictions_running", model=model.name) == 0
-
-        wait_for("the abandoned prediction to fail", slot_free, timeout=30, every=0.05)
+        _wait_for_free_slot(client, model, "the abandoned prediction to fail")
     gc.collect()  # asyncio reports an unretrieved error when the future is collected
     assert timed_out.status_code == 504
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
