@@ -9,6 +9,7 @@ before any worker starts.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from mlobs.model import Prediction
 from mlobs.serve import (
@@ -47,6 +49,8 @@ START_SECONDS = 60.0  # a start on the busy 2-core test machine; a healthy one t
 # How long a held prediction may keep a stopping server before the test lets it finish (so that
 # a server that would wait for it forever ends, and the test fails instead of hanging).
 HOLD_LIMIT_SECONDS = 20.0
+# How long a server may then still ignore SIGTERM before the test stops it and fails.
+STOP_LIMIT_SECONDS = 20.0
 
 # --- numpy's BLAS gets one thread per process unless the user sets more ------------------------
 
@@ -264,6 +268,13 @@ def _late_sigterm(sig: int, frame: FrameType | None) -> None:
     """A SIGTERM that reaches this process once main() has returned is ignored."""
 
 
+def _force_uvicorn_exit() -> None:
+    """Make every uvicorn server of this process exit now, as a second Ctrl-C would: a server
+    whose SIGTERM handling is broken fails its test instead of hanging the test run."""
+    for server in [o for o in gc.get_objects() if isinstance(o, uvicorn.Server)]:
+        server.should_exit = server.force_exit = True
+
+
 def _serve_here(argv: list[str], url: str, during: Callable[[str], None]) -> object:
     """main(argv) in this thread, `during(url)` in another once /readyz answers 200, then SIGTERM
     to this process. Returns main's exit status (its SystemExit code), or "returned" if it
@@ -286,6 +297,10 @@ def _serve_here(argv: list[str], url: str, during: Callable[[str], None]) -> obj
                 os.kill(os.getpid(), signal.SIGTERM)
             if not returned.wait(HOLD_LIMIT_SECONDS):
                 HELD.set()  # the server waits for a held prediction: let it end
+                if not returned.wait(STOP_LIMIT_SECONDS):
+                    waited = HOLD_LIMIT_SECONDS + STOP_LIMIT_SECONDS
+                    failures.append(AssertionError(f"the server ignored SIGTERM for {waited:g} s"))
+                    _force_uvicorn_exit()
 
     signal.signal(signal.SIGTERM, _late_sigterm)
     driver = threading.Thread(target=drive, name="drive-server")
