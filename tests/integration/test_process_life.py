@@ -302,6 +302,7 @@ def test_a_prediction_in_flight_when_a_multi_worker_server_stops_completes(launc
     with ThreadPoolExecutor(1) as pool:
         held = pool.submit(_post, life.url, HOLD)
         wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+        signalled = time.monotonic()
         if whom == "parent":
             life.process.send_signal(signal.SIGTERM)
         else:
@@ -309,6 +310,11 @@ def test_a_prediction_in_flight_when_a_multi_worker_server_stops_completes(launc
         answer = held.result(timeout=30)
     assert isinstance(answer, httpx.Response) and answer.status_code == 200, answer
     assert life.process.wait(timeout=30) == 0
+    stopped_within = time.monotonic() - signalled
+    # Each worker says how long its drain took (seconds, to the ms); one waited for the prediction.
+    drains = [e["seconds"] for e in life.file_events() if e["message"] == "drained"]
+    assert drains and all(isinstance(s, float) and round(s, 3) == s for s in drains), drains
+    assert 0 < max(drains) <= stopped_within
     logged = [e for e in life.file_events() if e["message"] == "inference"]
     assert [(e["request_id"], e["status"]) for e in logged] == [
         (answer.headers["x-request-id"], "success")

@@ -380,6 +380,9 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     # Not the model's answer, which would come only once the test lets the prediction end.
     assert not (isinstance(held[0], httpx.Response) and held[0].status_code == 200), held[0]
     assert f"Uvicorn running on http://127.0.0.1:{port}" in capsys.readouterr().err
+    # The operator reads that the drain gave up, after how long, and on how many predictions.
+    [over] = log_events(serving_env, "grace_period_over")
+    assert (over["level"], over["grace_seconds"], over["in_flight"]) == ("warning", 0.5, 1)
 
 
 def _running(exposition: str) -> float:
