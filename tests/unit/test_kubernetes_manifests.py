@@ -434,17 +434,6 @@ def test_pods_run_as_the_dockerfiles_user_and_group_and_defaults_are_taken_whole
     assert writer_users == {"a=b"}
 
 
-def test_the_unedited_sources_render(tmp_path):
-    """The copy _repo_with makes is complete: without edits it renders."""
-    out = tmp_path / "out"
-    root = _repo_with(tmp_path)
-    assert (
-        main(["--root", str(root), "--spec", str(REPO / "observability.yaml"), "--out", str(out)])
-        == 0
-    )
-    assert any(out.rglob("kustomization.yaml"))
-
-
 # --- workloads ---------------------------------------------------------------------------------
 
 
