@@ -324,10 +324,11 @@ def test_a_prediction_in_flight_when_a_multi_worker_server_stops_completes(launc
 def test_a_second_ctrl_c_stops_without_waiting_for_the_drain(launch):
     """Ctrl-C in a terminal drains like SIGTERM; a second Ctrl-C means "now": uvicorn closes the
     connections within CLOSE_SECONDS instead of waiting for a prediction of a minute."""
-    minute = {
-        name: "60" for name in ("SLOW_MODEL", "MLOBS_PREDICT_TIMEOUT", "MLOBS_SHUTDOWN_GRACE")
-    }
-    life = launch(**{f"{name}_SECONDS": seconds for name, seconds in minute.items()})
+    life = launch(
+        SLOW_MODEL_SECONDS="60",
+        MLOBS_PREDICT_TIMEOUT_SECONDS="60",
+        MLOBS_SHUTDOWN_GRACE_SECONDS="60",
+    )
     with ThreadPoolExecutor(1) as pool:
         held = pool.submit(_post, life.url, HOLD)
         wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
