@@ -1,9 +1,10 @@
 """What mutmut's cache in mutants/ says: each mutant's status, its place in the source, the score.
 
-A mutant is killed when a test failed (or timed out) against it; it survives when every selected
-test passed, or when no test ran its function at all. survivors.yaml explains survivors: an
-`equivalent` mutant behaves exactly like the original code and leaves the score's denominator; an
-`accepted` one changes something no test should pin (say why) and still counts as surviving."""
+A mutant is killed when a test failed against it, timed out, or the tests' process died by a
+signal; it survives when every selected test passed, or when no test ran its function at all.
+survivors.yaml explains survivors: an `equivalent` mutant behaves exactly like the original code
+and leaves the score's denominator; an `accepted` one changes something no test should pin (say
+why) and still counts as surviving."""
 
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ class Mutant:
 
 
 def _status(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        # The test process died by a signal (mutmut calls all but SIGSEGV and SIGKILL
+        # "suspicious"): e.g. a mutant whose shutdown raised SIGTERM with its default action in
+        # the tests' own process. The tests could not pass, so `make test` fails: killed.
+        return "killed"
     return _VERDICTS.get(status_by_exit_code[exit_code], "suspicious")
 
 

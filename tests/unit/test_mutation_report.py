@@ -30,6 +30,7 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         "mlobs.spec.x_load_spec__mutmut_6": None,  # budget ran out before it
         "mlobs.spec.x_load_spec__mutmut_7": 0,  # passes; changes nothing a test should pin
         "mlobs.spec.x_load_spec__mutmut_8": None,  # explained once, not checked since its change
+        "mlobs.spec.x_load_spec__mutmut_9": -15,  # the tests' process died by SIGTERM
     }
     mutants = load_mutants(_cache(tmp_path, codes))
     assert {m.name.rsplit("_", 1)[1]: m.status for m in mutants} == {
@@ -41,6 +42,7 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         "6": "not checked",
         "7": "survived",
         "8": "not checked",
+        "9": "killed",
     }
     assert [m.name for m in mutants if m.timed_out] == ["mlobs.spec.x_load_spec__mutmut_2"]
     explained = Explained(
@@ -51,8 +53,8 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
         accepted={"mlobs.spec.x_load_spec__mutmut_7": "an error message's wording"},
     )
     result = score(mutants, explained)
-    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (2, 3, 1, 2)
-    assert result.percent == 40.0
+    assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (3, 3, 1, 2)
+    assert result.percent == 50.0
     assert [m.name for m in surviving(mutants, explained)] == [
         "mlobs.spec.x_load_spec__mutmut_3",
         "mlobs.spec.x_load_spec__mutmut_4",
@@ -96,7 +98,7 @@ def test_the_report_lists_survivors_before_mutmut_has_written_its_copies(tmp_pat
         timeout=60,
         check=True,
     )
-    def_line = 4
     listed = done.stdout.split("Surviving mutants", 1)[1].split("Per file", 1)[0]
-    assert listed.splitlines()[1:] == [f"  mlobs/spec.py:{def_line}  {survivor}  [survived]", ""]
+    # Line 4: the function's `def` (no diff to find the changed line in).
+    assert listed.splitlines()[1:] == [f"  mlobs/spec.py:4  {survivor}  [survived]", ""]
     assert "Mutation score: 50.0 % (1 killed of 2 checked" in done.stdout
