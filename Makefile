@@ -107,8 +107,8 @@ generate: $(STAMP) ## Render every generated file (Prometheus, Alertmanager, Gra
 # Not part of `make test` or CI: run it before calling test work done. Each run retries earlier
 # survivors, then checks new mutants until the budget is spent; results are cached in mutants/.
 MUTATE_MINUTES ?= 60
-mutate: $(STAMP) ## Mutation testing of mlobs/ with mutmut: score and surviving mutants (MUTATE_MINUTES=60)
-	$(PY) -m mutation --minutes $(MUTATE_MINUTES)
+mutate: $(STAMP) ## Mutation testing of mlobs/ with mutmut: score and surviving mutants (MUTATE_MINUTES=60, MUTATE_CHILDREN)
+	$(PY) -m mutation --minutes $(MUTATE_MINUTES) $(if $(MUTATE_CHILDREN),--children $(MUTATE_CHILDREN))
 
 train: $(STAMP) ## Retrain both sample models and rewrite their committed artifacts
 	$(PY) -m services.anomaly_detector.train

@@ -94,7 +94,9 @@ class Settings:
             log_backup_count=_positive_int(env, "MLOBS_LOG_BACKUP_COUNT", cls.log_backup_count),
             log_raw_input=_flag(env, "MLOBS_LOG_RAW_INPUT"),
             faults_enabled=_flag(env, "MLOBS_FAULTS"),
-            admin_token=env.get("MLOBS_ADMIN_TOKEN") or None,
+            # A blank token is no token (the faults_unprotected warning says so), not one that
+            # any caller can send; loadgen strips the token file the same way.
+            admin_token=env.get("MLOBS_ADMIN_TOKEN", "").strip() or None,
             max_body_bytes=_positive_int(env, "MLOBS_MAX_BODY_BYTES", cls.max_body_bytes),
             spec_path=Path(spec_path) if spec_path else None,
             predict_concurrency=_positive_int(

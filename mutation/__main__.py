@@ -1,6 +1,6 @@
 """`make mutate`: run mutmut over mlobs/ within a time budget, then print the score and survivors.
 
-    python -m mutation [--minutes 60] [--fresh] [--report-only]
+    python -m mutation [--minutes 60] [--children N] [--fresh] [--report-only]
 
 A run first retries the mutants that survived earlier runs (the tests may have changed since),
 then checks the mutants not checked yet; whatever the budget leaves undone waits in the cache
@@ -58,15 +58,19 @@ def _bytecode_allowed() -> dict[str, str]:
     return env
 
 
-def run_mutmut(names: list[str], deadline: float) -> bool:
+def run_mutmut(names: list[str], deadline: float, children: int | None = None) -> bool:
     """`mutmut run [names]` until it ends or the deadline passes; False if the budget ran out."""
     drop_stale_copies()
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
+    options = [] if children is None else ["--max-children", str(children)]
     # Its own session: a Ctrl-C in the terminal reaches it only through stop() below.
     process = subprocess.Popen(
-        [str(MUTMUT), "run", *names], cwd=REPO, env=_bytecode_allowed(), start_new_session=True
+        [str(MUTMUT), "run", *options, *names],
+        cwd=REPO,
+        env=_bytecode_allowed(),
+        start_new_session=True,
     )
     try:
         process.wait(timeout=remaining)
@@ -159,22 +163,30 @@ def report() -> None:
     )
 
 
-def check(deadline: float) -> None:
+def check(deadline: float, children: int | None) -> None:
     """Retry the unexplained survivors, then check new mutants, until the deadline."""
     names = retry_names()
     if names:
         print(f">> retrying {len(names)} mutants that survived earlier runs")
     finished = all(
-        run_mutmut(names[i : i + RETRY_BATCH], deadline) for i in range(0, len(names), RETRY_BATCH)
+        run_mutmut(names[i : i + RETRY_BATCH], deadline, children)
+        for i in range(0, len(names), RETRY_BATCH)
     )
     if finished:
         print(">> checking the mutants not checked yet")
-        run_mutmut([], deadline)
+        run_mutmut([], deadline, children)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60, help="time budget (default 60)")
+    parser.add_argument(
+        "--children",
+        type=int,
+        help="mutants tested at once (default: one per core). The request path's tests mostly"
+        " wait on servers and timers, so more than the cores keeps them busy; too many and"
+        " timing-bound tests fail for want of CPU, which hides survivors as false kills",
+    )
     parser.add_argument(
         "--fresh",
         action="store_true",
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         elif restored := verdicts.restore():
             print(f">> {restored} files' verdicts taken from {verdicts.VERDICTS_FILE.name}")
         try:
-            check(deadline=time.monotonic() + args.minutes * 60)
+            check(time.monotonic() + args.minutes * 60, args.children)
         finally:  # a Ctrl-C keeps what was checked too
             verdicts.save()
             print(f">> verdicts saved in {verdicts.VERDICTS_FILE.relative_to(REPO)}: commit it")
