@@ -87,12 +87,20 @@ def load_app() -> Any:
         sys.exit(STARTUP_FAILURE)
 
 
+def _from_env(name: str, default: str) -> str:
+    # Blank is unset: compose passes an unset variable as an empty one (`${VAR:-}`), and an empty
+    # host would bind every interface.
+    return os.environ.get(name, "").strip() or default
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve an mlobs model server with uvicorn.")
     parser.add_argument("app", help="import path of the ASGI app, e.g. services.chatbot.app:app")
-    parser.add_argument("--host", default=os.environ.get("MLOBS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("MLOBS_PORT", "8080")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("MLOBS_WORKERS", "1")))
+    # String defaults: argparse converts them like the command line's, so a bad MLOBS_PORT gets
+    # its usage error ("argument --port: invalid int value") rather than a traceback.
+    parser.add_argument("--host", default=_from_env("MLOBS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=_from_env("MLOBS_PORT", "8080"))
+    parser.add_argument("--workers", type=int, default=_from_env("MLOBS_WORKERS", "1"))
     args = parser.parse_args(argv)
     single_threaded_blas()
     prepare_multiprocess_dir(args.workers)

@@ -346,11 +346,15 @@ def test_main_serves_on_mlobs_host_and_port_without_an_access_log_and_exits_0_on
 
 
 def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction(
-    serving_env, capsys
+    serving_env, monkeypatch, capsys
 ):
-    """Loopback by default. After the drain (MLOBS_SHUTDOWN_GRACE_SECONDS) a prediction still
-    running is cut off within mlobs.serve.CLOSE_SECONDS, so a stuck model cannot keep a
-    stopping server forever; that stop is still a clean one (status 0)."""
+    """Loopback by default, also when MLOBS_HOST is set but blank (compose passes an unset
+    variable as an empty one; an empty host would bind every interface). After the drain
+    (MLOBS_SHUTDOWN_GRACE_SECONDS) a prediction still running is cut off within
+    mlobs.serve.CLOSE_SECONDS, so a stuck model cannot keep a stopping server forever; that stop
+    is still a clean one (status 0)."""
+    for name in ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS"):
+        monkeypatch.setenv(name, " ")
     port = free_port()
     held: list[httpx.Response | httpx.TransportError] = []
 
@@ -372,8 +376,7 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
             every=0.1,
         )
 
-    argv = [f"{THIS}:app", "--port", str(port), "--workers", "1"]
-    status = _serve_here(argv, f"http://127.0.0.1:{port}", hold)
+    status = _serve_here([f"{THIS}:app", "--port", str(port)], f"http://127.0.0.1:{port}", hold)
     clients[0].join(timeout=90)
     assert status == 0
     assert len(held) == 1
@@ -383,6 +386,19 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     # The operator reads that the drain gave up, after how long, and on how many predictions.
     [over] = log_events(serving_env, "grace_period_over")
     assert (over["level"], over["grace_seconds"], over["in_flight"]) == ("warning", 0.5, 1)
+
+
+@pytest.mark.parametrize("name", ["MLOBS_PORT", "MLOBS_WORKERS"])
+def test_a_port_or_worker_count_that_is_not_a_number_gets_a_usage_error(
+    serving_env, monkeypatch, capsys, name
+):
+    monkeypatch.setenv(name, "eight")
+    with pytest.raises(SystemExit) as refused:
+        main([f"{THIS}:app"])
+    assert refused.value.code == 2
+    option = name.removeprefix("MLOBS_").lower()
+    assert f"error: argument --{option}: invalid int value: 'eight'" in capsys.readouterr().err
+    assert BUILT == []
 
 
 def _running(exposition: str) -> float:
