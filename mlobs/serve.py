@@ -93,7 +93,8 @@ def _from_env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of `python -m mlobs.serve`, defaults from MLOBS_HOST, PORT and WORKERS."""
     parser = argparse.ArgumentParser(description="Serve an mlobs model server with uvicorn.")
     parser.add_argument("app", help="import path of the ASGI app, e.g. services.chatbot.app:app")
     # String defaults: argparse converts them like the command line's, so a bad MLOBS_PORT gets
@@ -101,7 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=_from_env("MLOBS_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=_from_env("MLOBS_PORT", "8080"))
     parser.add_argument("--workers", type=int, default=_from_env("MLOBS_WORKERS", "1"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
     single_threaded_blas()
     prepare_multiprocess_dir(args.workers)
     signal.signal(signal.SIGTERM, _stopped)

@@ -32,6 +32,7 @@ from mlobs.serve import (
     BLAS_THREAD_VARIABLES,
     load_app,
     main,
+    parse_arguments,
     prepare_multiprocess_dir,
     single_threaded_blas,
 )
@@ -388,17 +389,48 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     assert (over["level"], over["grace_seconds"], over["in_flight"]) == ("warning", 0.5, 1)
 
 
-@pytest.mark.parametrize("name", ["MLOBS_PORT", "MLOBS_WORKERS"])
-def test_a_port_or_worker_count_that_is_not_a_number_gets_a_usage_error(
-    serving_env, monkeypatch, capsys, name
+# (environment, command line) -> (host, port, workers): the README's variables are the defaults
+# of the options; blank is unset.
+ADDRESSES = {
+    "defaults": ({}, [], ("127.0.0.1", 8080, 1)),
+    "from the environment": (
+        {"MLOBS_HOST": "127.0.0.2", "MLOBS_PORT": "9000", "MLOBS_WORKERS": "3"},
+        [],
+        ("127.0.0.2", 9000, 3),
+    ),
+    "the command line wins": (
+        {"MLOBS_HOST": "127.0.0.2", "MLOBS_PORT": "9000", "MLOBS_WORKERS": "3"},
+        ["--host", "127.0.0.3", "--port", "9001", "--workers", "2"],
+        ("127.0.0.3", 9001, 2),
+    ),
+    "blank is unset": (
+        {"MLOBS_HOST": "", "MLOBS_PORT": " ", "MLOBS_WORKERS": "\t"},
+        [],
+        ("127.0.0.1", 8080, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize(("env", "options", "expected"), ADDRESSES.values(), ids=ADDRESSES)
+def test_the_address_and_workers_come_from_the_command_line_then_the_environment(
+    monkeypatch, env, options, expected
 ):
+    for name in ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = parse_arguments(["services.chatbot.app:app", *options])
+    assert (args.app, args.host, args.port, args.workers) == ("services.chatbot.app:app", *expected)
+
+
+@pytest.mark.parametrize("name", ["MLOBS_PORT", "MLOBS_WORKERS"])
+def test_a_port_or_worker_count_that_is_not_a_number_gets_a_usage_error(monkeypatch, capsys, name):
     monkeypatch.setenv(name, "eight")
     with pytest.raises(SystemExit) as refused:
-        main([f"{THIS}:app"])
+        parse_arguments(["services.chatbot.app:app"])
     assert refused.value.code == 2
     option = name.removeprefix("MLOBS_").lower()
     assert f"error: argument --{option}: invalid int value: 'eight'" in capsys.readouterr().err
-    assert BUILT == []
 
 
 def _running(exposition: str) -> float:
