@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
-from mlobs.logs import JsonLinesSink
+from mlobs.logs import JsonLinesSink, RotatingFile
 from mlobs.settings import Settings
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -101,3 +105,22 @@ def test_a_full_disk_loses_file_lines_but_not_stdout_nor_the_caller(capfd):
     assert captured.out == '{"n":1}\n{"n":2}\n'
     [complaint] = captured.err.splitlines()  # said once, not per line
     assert "/dev/full" in complaint and "No space left on device" in complaint
+
+
+def test_log_files_are_readable_by_filebeats_group_only(tmp_path):
+    """docker-compose.yml gives Filebeat the mlobs group, not the user: the log file and every
+    rotated one are rw-r----- (whatever the umask would allow more of), since raw input may be
+    logged and nobody else should read it."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert compose["services"]["filebeat"]["group_add"] == ["10001"]
+    path = tmp_path / "inference.log"
+    previous_umask = os.umask(0)
+    try:
+        log = RotatingFile(path, max_bytes=10, backups=2)
+        log.write(b"a" * 9 + b"\n")
+        log.write(b"b" * 9 + b"\n")  # rotates: inference.log.1 and a new inference.log
+        log.close()
+    finally:
+        os.umask(previous_umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"inference.log": 0o640, "inference.log.1": 0o640}
