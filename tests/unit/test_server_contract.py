@@ -178,12 +178,20 @@ def test_one_inference_log_line_per_request_with_contract_fields(server, log_fil
     assert all(isinstance(v, float) for v in event["features"].values())
 
 
-def test_same_input_gives_same_input_hash(server, log_file):
+def _one_value_changed(body: dict) -> dict:
+    if "message" in body:
+        return {**body, "message": body["message"] + "?"}
+    features = dict(body["features"])
+    features["temperature_c"] += 0.5
+    return {**body, "features": features}
+
+
+def test_same_input_gives_same_input_hash_and_another_input_another(server, log_file):
     client, _, body = server
-    client.post("/predict", json=body)
-    client.post("/predict", json=body)
-    first, second = log_events(log_file)
-    assert first["input_hash"] == second["input_hash"]
+    for sent in (body, body, _one_value_changed(body)):
+        assert client.post("/predict", json=sent).status_code == 200
+    first, second, third = log_events(log_file)
+    assert first["input_hash"] == second["input_hash"] != third["input_hash"]
     assert first["request_id"] != second["request_id"]
 
 
