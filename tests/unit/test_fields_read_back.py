@@ -262,6 +262,7 @@ def test_each_outcome_is_answered_and_logged_as_documented(provoke, outcome, tra
     answer, document = seen.response.json(), seen.document
     # The answer (the log line has no HTTP status: the status label stands for it).
     assert seen.response.status_code == http_status, seen.response.text
+    assert seen.response.headers["content-type"] == "application/json"
     assert answer.get("error") == answer_error
     assert answer["request_id"] == seen.response.headers["x-request-id"] == REQUEST_ID
     retry_after = "1" if http_status == 503 else None  # README: shed answers say Retry-After: 1
