@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mlobs.logs import JsonLinesSink, RotatingFile
-from mlobs.settings import Settings
+from mlobs.settings import Settings, SettingsError
 from tests.conftest import REPO
 
 
@@ -124,3 +124,18 @@ def test_log_files_are_readable_by_filebeats_group_only(tmp_path):
         os.umask(previous_umask)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {"inference.log": 0o640, "inference.log.1": 0o640}
+
+
+def test_a_log_file_that_cannot_be_opened_is_refused_and_the_old_one_kept(sink, capfd, tmp_path):
+    """The server stops at start with this message (exit 3); a sink that was writing goes on
+    writing to its file."""
+    unusable = tmp_path / "logs"
+    unusable.mkdir()  # a directory where the file should be
+    with pytest.raises(SettingsError) as refused:
+        sink.open(Settings(log_file=unusable))
+    assert str(refused.value) == (
+        f"MLOBS_LOG_FILE={unusable}: cannot open: [Errno 21] Is a directory: '{unusable}'"
+    )
+    sink.write_line(b'{"n":1}\n')
+    assert (tmp_path / "app.log").read_bytes() == b'{"n":1}\n'
+    assert capfd.readouterr().out == '{"n":1}\n'
