@@ -340,6 +340,7 @@ def test_main_serves_on_mlobs_host_and_port_without_an_access_log_and_exits_0_on
     assert [a.status_code for a in answers] == [200]
     out, err = capsys.readouterr()
     assert f"Uvicorn running on http://127.0.0.2:{port}" in err
+    assert "WARNING" not in err, err  # e.g. uvicorn guessing that load_app is a factory
     assert '"POST /predict HTTP/1.1"' not in out + err
     [event] = log_events(serving_env)
     assert (event["request_id"], event["status"]) == (answers[0].headers["x-request-id"], "success")
