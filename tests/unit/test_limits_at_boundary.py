@@ -176,7 +176,11 @@ def test_a_body_of_the_limit_is_served_and_one_byte_more_is_refused(
         assert sample(metrics, "model_requests_total", **mv, status="success") == 1
     else:
         assert response.status_code == 413
+        limit_bytes = limit or DEFAULT_BODY_LIMIT
         assert response.json()["error"] == "body_too_large"
+        assert response.json()["detail"] == (
+            f"request body is larger than the limit of {limit_bytes} bytes"
+        )
         assert (event["status"], event["error_type"]) == ("client_error", "body_too_large")
         assert sample(metrics, "model_requests_total", **mv, status="client_error") == 1
 
