@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import signal
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,61 @@ def test_a_log_file_that_cannot_be_opened_is_refused_and_the_old_one_kept(sink, 
     sink.write_line(b'{"n":1}\n')
     assert (tmp_path / "app.log").read_bytes() == b'{"n":1}\n'
     assert capfd.readouterr().out == '{"n":1}\n'
+
+
+def test_a_write_cut_short_by_signals_is_finished(monkeypatch):
+    """A signal that reaches the process while it writes to a full pipe (stdout read by a slow
+    collector) ends the write early; the rest of the lines must still go out, in order."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # full quickly
+    data = b'{"message":"inference"}\n' * 40_000  # about 1 MiB of lines
+    received = bytearray()
+    writing = threading.Event()
+
+    def read_slowly() -> None:
+        while chunk := os.read(read_end, 8192):
+            received.extend(chunk)
+            time.sleep(0.0002)
+
+    def signal_the_writer() -> None:
+        while writing.is_set():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+            time.sleep(0.0005)
+
+    real_write, short = os.write, []
+
+    def observed_write(fd: int, chunk: bytes) -> int:
+        written = real_write(fd, chunk)
+        if written < len(chunk):
+            short.append(written)
+        return written
+
+    monkeypatch.setattr(os, "write", observed_write)
+    stdout = os.fdopen(write_end, "wb", buffering=0)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    sink = JsonLinesSink()  # stdout only
+    deadline = time.monotonic() + 10
+
+    def bounded(_sig: int, _frame: object) -> None:  # a write that never ends fails the test
+        if (
+            time.monotonic() > deadline
+        ):  # (not an OSError, which the sink would take as a failed write)
+            raise AssertionError("the lines were not written within 10 s")
+
+    previous = signal.signal(signal.SIGUSR1, bounded)
+    reader = threading.Thread(target=read_slowly)
+    signaller = threading.Thread(target=signal_the_writer)
+    writing.set()
+    reader.start()
+    signaller.start()
+    try:
+        sink.write_line(data)
+    finally:
+        writing.clear()
+        signaller.join(timeout=10)
+        stdout.close()
+        reader.join(timeout=10)
+        os.close(read_end)
+        signal.signal(signal.SIGUSR1, previous)
+    assert short, "no write was cut short: the test did not test anything"
+    assert bytes(received) == data
