@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
+import json
 import os
+import select
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -200,3 +204,51 @@ def test_a_write_cut_short_by_signals_is_finished(monkeypatch):
         signal.signal(signal.SIGUSR1, previous)
     assert short, "no write was cut short: the test did not test anything"
     assert bytes(received) == data
+
+
+def test_a_failing_destination_is_reported_when_it_fails_and_when_it_works_again(
+    monkeypatch, capfd
+):
+    """Once per outage, not once per line: a stdout that fails, works again (here a stream
+    without a file descriptor, as under a test runner), then fails again."""
+    sink = JsonLinesSink()
+    with open("/dev/full", "wb", buffering=0) as full:  # every write fails with ENOSPC
+        monkeypatch.setattr(sys, "stdout", full)
+        sink.write_line(b'{"n":1}\n')
+        sink.write_line(b'{"n":2}\n')
+        memory = io.StringIO()
+        monkeypatch.setattr(sys, "stdout", memory)
+        sink.write_line(b'{"n":3}\n')
+        monkeypatch.setattr(sys, "stdout", full)
+        sink.write_line(b'{"n":4}\n')
+    lost = (
+        "mlobs: cannot write to stdout: [Errno 28] No space left on device; its log lines are lost"
+    )
+    assert capfd.readouterr().err.splitlines() == [lost, "mlobs: writing to stdout again", lost]
+    assert memory.getvalue() == '{"n":3}\n'
+
+
+def test_lines_reach_a_pipe_at_once_even_when_python_buffers_stdout(tmp_path):
+    """Without PYTHONUNBUFFERED (the default outside our images), Python holds what is printed
+    to a pipe until its buffer fills; log lines bypass it, so a collector reading the pipe gets
+    each line while the server runs."""
+    script = (
+        "import time\n"
+        "from mlobs.logs import configure_logging, get_logger\n"
+        "from mlobs.settings import Settings\n"
+        "configure_logging(Settings())\n"
+        "get_logger().info('server_ready')\n"
+        "time.sleep(60)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    server = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=REPO
+    )
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 20)
+        assert ready, "no line within 20 s while the process runs"
+        assert json.loads(server.stdout.readline())["message"] == "server_ready"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        server.stdout.close()
