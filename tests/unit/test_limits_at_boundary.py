@@ -131,7 +131,9 @@ def in_chunks(body: bytes, size: int) -> list[bytes]:
     return [body[start : start + size] for start in range(0, len(body), size)]
 
 
-def post_chunked(client: TestClient, chunks: list[bytes]) -> httpx.Response:
+def post_chunked(
+    client: TestClient, chunks: list[bytes], headers: dict[str, str] | None = None
+) -> httpx.Response:
     """POST `chunks` without a Content-Length, each its own ASGI body message, on the app's event
     loop: as a server hands over a chunked body (TestClient would join them into one message)."""
 
@@ -142,8 +144,8 @@ def post_chunked(client: TestClient, chunks: list[bytes]) -> httpx.Response:
     async def post() -> httpx.Response:
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            headers = {"content-type": "application/json"}
-            return await http.post("/predict", content=stream(), headers=headers)
+            sent = {"content-type": "application/json", **(headers or {})}
+            return await http.post("/predict", content=stream(), headers=sent)
 
     assert client.portal is not None, "the TestClient is started"
     return client.portal.call(post)
@@ -183,6 +185,15 @@ def test_a_body_of_the_limit_is_served_and_one_byte_more_is_refused(
         )
         assert (event["status"], event["error_type"]) == ("client_error", "body_too_large")
         assert sample(metrics, "model_requests_total", **mv, status="client_error") == 1
+
+
+def test_a_numeric_header_is_not_taken_for_the_length_of_a_chunked_body(serve, chatbot_model):
+    """Only Content-Length declares a length: a chunked body over the limit that comes with
+    another header holding a number (a retry count, a small id) is still counted and refused."""
+    body = padded_body(DEFAULT_BODY_LIMIT + 1)
+    with serve(chatbot_model) as client:
+        response = post_chunked(client, in_chunks(body, 4096), {"x-attempt": "1"})
+    assert response.status_code == 413
 
 
 # --- concurrency slots and the wait queue -------------------------------------------------------
