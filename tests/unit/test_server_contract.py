@@ -224,3 +224,35 @@ def test_log_file_rotates_by_size(serve, chatbot_model, log_file):
     rotated = sorted(p.name for p in log_file.parent.glob("inference.log*"))
     assert rotated == ["inference.log", "inference.log.1", "inference.log.2"]
     assert all(p.stat().st_size <= 2_000 for p in log_file.parent.glob("inference.log*"))
+
+
+# What the server_ready line tells an operator about the server that just started.
+STARTED_FIELDS = [
+    "level", "model", "model_version", "faults_enabled", "predict_mode", "predict_concurrency"
+]  # fmt: skip
+# Settings at start -> whether the operator is warned that /admin/faults is open to anyone.
+STARTS = {
+    "faults off": ({}, False),
+    "faults on without a token": ({"faults_enabled": True}, True),
+    "faults on with a token": ({"faults_enabled": True, "admin_token": "t"}, False),
+}
+
+
+@pytest.mark.parametrize(("overrides", "warned"), STARTS.values(), ids=STARTS)
+def test_the_start_says_how_predictions_run_and_warns_of_unprotected_faults(
+    serve, chatbot_model, log_file, overrides, warned
+):
+    with serve(chatbot_model, predict_concurrency=3, **overrides):
+        pass
+    [ready] = log_events(log_file, "server_ready")
+    assert {key: ready.get(key) for key in STARTED_FIELDS} == {
+        "level": "info",
+        "model": "chatbot",
+        "model_version": chatbot_model.version,
+        "faults_enabled": "faults_enabled" in overrides,
+        "predict_mode": "inline",  # the sample models opt in (inline_predict)
+        "predict_concurrency": 3,
+    }
+    hint = ("warning", "set MLOBS_ADMIN_TOKEN to protect /admin/faults")
+    hints = [(w["level"], w["hint"]) for w in log_events(log_file, "faults_unprotected")]
+    assert hints == ([hint] if warned else [])
