@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from services.anomaly_detector.data import FEATURES, simulate_normal
 from services.anomaly_detector.model import AnomalyDetector
@@ -127,3 +128,25 @@ def test_without_a_spec_drift_is_reported_over_the_default_hour(serve, anomaly_m
         report = client.get("/drift").json()
     assert (report["window_seconds"], report["psi_threshold"]) == (3600.0, 0.2)
     assert {f["feature"]: f["count"] for f in report["features"]}[FEATURES[0]] == 5
+
+
+def _spec_with_drift(path: Path, window: str, psi_threshold: float) -> Path:
+    spec = spec_yaml()
+    spec["alerts"]["drift"].update(window=window, psi_threshold=psi_threshold)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_the_spec_is_read_from_the_working_directory_unless_mlobs_spec_names_one(
+    serve, anomaly_model, tmp_path, monkeypatch
+):
+    """README: MLOBS_SPEC, else ./observability.yaml; /drift reports over its window and line."""
+    monkeypatch.chdir(tmp_path)
+    _spec_with_drift(tmp_path / "observability.yaml", "30m", 0.25)
+    with serve(anomaly_model) as client:
+        report = client.get("/drift").json()
+    assert (report["window_seconds"], report["psi_threshold"]) == (1800.0, 0.25)
+    named = _spec_with_drift(tmp_path / "team-spec.yaml", "2h", 0.3)
+    with serve(anomaly_model, spec_path=named) as client:
+        report = client.get("/drift").json()
+    assert (report["window_seconds"], report["psi_threshold"]) == (7200.0, 0.3)

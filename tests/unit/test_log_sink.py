@@ -252,3 +252,12 @@ def test_lines_reach_a_pipe_at_once_even_when_python_buffers_stdout(tmp_path):
         server.kill()
         server.wait(timeout=10)
         server.stdout.close()
+
+
+def test_the_log_files_directories_are_created(tmp_path):
+    """MLOBS_LOG_FILE may name a directory that does not exist yet, however deep."""
+    path = tmp_path / "var" / "log" / "mlobs" / "inference.log"
+    sink = JsonLinesSink()
+    sink.open(Settings(log_file=path))
+    sink.write_line(b'{"n":1}\n')
+    assert path.read_bytes() == b'{"n":1}\n'
