@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlobs.logs import JsonLinesSink, RotatingFile
+from mlobs.logs import JsonLinesSink, RotatingFile, configure_logging, flush_logs, get_logger
 from mlobs.settings import Settings, SettingsError
 from tests.conftest import REPO
 
@@ -261,3 +261,18 @@ def test_the_log_files_directories_are_created(tmp_path):
     sink.open(Settings(log_file=path))
     sink.write_line(b'{"n":1}\n')
     assert path.read_bytes() == b'{"n":1}\n'
+
+
+def test_events_from_info_up_are_written_with_their_level_and_context(capfd):
+    """get_logger's events, as the servers and a user's own code write them: debug is dropped."""
+    configure_logging(Settings())
+    log = get_logger(model="chatbot")
+    log.debug("cache_miss")
+    log.info("server_ready", predict_mode="inline")
+    log.warning("faults_unprotected")
+    flush_logs()
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [(e["message"], e["level"], e["model"], e.get("predict_mode")) for e in lines] == [
+        ("server_ready", "info", "chatbot", "inline"),
+        ("faults_unprotected", "warning", "chatbot", None),
+    ]

@@ -256,3 +256,10 @@ def test_the_start_says_how_predictions_run_and_warns_of_unprotected_faults(
     hint = ("warning", "set MLOBS_ADMIN_TOKEN to protect /admin/faults")
     hints = [(w["level"], w["hint"]) for w in log_events(log_file, "faults_unprotected")]
     assert hints == ([hint] if warned else [])
+
+
+def test_the_api_docs_name_the_model_and_its_version(server):
+    """/docs (OpenAPI) is titled after the model, at the version it serves."""
+    client, model, _ = server
+    info = client.get("/openapi.json").json()["info"]
+    assert (info["title"], info["version"]) == (f"{model.name} model server", model.version)
