@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 from mlobs.logs import JsonLinesSink, RotatingFile, configure_logging, flush_logs, get_logger
@@ -265,6 +266,9 @@ def test_the_log_files_directories_are_created(tmp_path):
 
 def test_events_from_info_up_are_written_with_their_level_and_context(capfd):
     """get_logger's events, as the servers and a user's own code write them: debug is dropped."""
+    # From structlog's defaults, as in a new process: configure() leaves a setting passed as None
+    # as it was, so an earlier configuration would hide a missing one.
+    structlog.reset_defaults()
     configure_logging(Settings())
     log = get_logger(model="chatbot")
     log.debug("cache_miss")
