@@ -55,6 +55,8 @@ COMPARED = {
     BIN,
     OUT_OF_RANGE,
 }
+# One series of each of prometheus_client's process, platform and garbage collector collectors.
+PER_PROCESS = {"process_resident_memory_bytes", "python_info", "python_gc_objects_collected_total"}
 
 
 def _as_worker(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -137,6 +139,11 @@ def test_a_workers_metrics_and_drift_counts_equal_those_of_one_process(
     mv = {**ANOMALY, "model_version": anomaly_model.version}
     assert sample(worker, "model_requests_total", **mv, status="success") == len(BODIES)
     assert sample(worker, "model_requests_in_flight", **ANOMALY) == 0
+    # The standard process, platform and GC series describe one process: a single process
+    # shows its own, a worker's scrape none (they would not add up across workers).
+    names = {name for name, _ in metric_samples(one_process)}
+    assert names >= PER_PROCESS, PER_PROCESS - names
+    assert not PER_PROCESS & {name for name, _ in metric_samples(worker)}
 
 
 HELD = threading.Event()
