@@ -166,3 +166,36 @@ def test_a_waiter_cancelled_and_dropped_by_a_release_before_it_resumes_ends_canc
     outcome, running, queued = asyncio.run(scenario())
     assert isinstance(outcome, asyncio.CancelledError), outcome
     assert (running, queued) == (0, 0)
+
+
+class MeetingModel(SlowModel):
+    """Each prediction waits until `parties` predictions run at once, and notes its thread."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__(0)
+        self.everyone = threading.Barrier(parties, timeout=10)
+        self.threads: set[str] = set()
+
+    def predict(self, payload: SlowRequest) -> Prediction:
+        self.threads.add(threading.current_thread().name)
+        self.everyone.wait()  # BrokenBarrierError if they cannot all run at once
+        return self._answer(payload)
+
+
+def test_every_slot_of_a_synchronous_model_is_a_thread_of_its_own_named_for_py_spy():
+    """MLOBS_PREDICT_CONCURRENCY=12 runs twelve predictions at once, more than the event loop's
+    default pool (cores + 4) would; the threads carry a name that a py-spy dump or a traceback
+    shows as the server's predictions."""
+    model = MeetingModel(12)
+    runner = PredictionRunner(model, concurrency=12, queue=0, timeout=30)
+
+    async def scenario() -> list[str]:
+        ran = await asyncio.gather(*(runner.run(SlowRequest(message="x")) for _ in range(12)))
+        return [prediction.label for prediction, _ in ran]
+
+    try:
+        assert len(asyncio.run(scenario())) == 12
+    finally:
+        runner.close()
+    assert len(model.threads) == 12
+    assert all(name.startswith("mlobs-predict_") for name in model.threads), model.threads
