@@ -199,3 +199,31 @@ def test_every_slot_of_a_synchronous_model_is_a_thread_of_its_own_named_for_py_s
         runner.close()
     assert len(model.threads) == 12
     assert all(name.startswith("mlobs-predict_") for name in model.threads), model.threads
+
+
+def _where_warm_up_ran(kind: type[SlowModel]) -> list[str]:
+    """The threads in which `warm_up` ran the model's predict (to its end)."""
+    ran: list[str] = []
+
+    class Noting(kind):  # type: ignore[misc, valid-type]
+        def _answer(self, payload: SlowRequest) -> Prediction:
+            ran.append(threading.current_thread().name)
+            return super()._answer(payload)
+
+    model = Noting(0)
+    runner = PredictionRunner(model, concurrency=2, queue=0, timeout=30)
+    try:
+        asyncio.run(runner.warm_up(model.example_input()))
+    finally:
+        runner.close()
+    return ran
+
+
+def test_the_warm_up_runs_one_prediction_where_the_mode_runs_them():
+    """Before readiness, once: an async predict awaited and an inline one on the event loop's
+    thread; a synchronous one in a prediction thread, off the loop."""
+    loop_thread = threading.current_thread().name  # asyncio.run's loop runs in this thread
+    assert _where_warm_up_ran(AsyncSlowModel) == [loop_thread]
+    assert _where_warm_up_ran(InlineSlowModel) == [loop_thread]
+    [thread] = _where_warm_up_ran(SlowModel)
+    assert thread.startswith("mlobs-predict_"), thread
