@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-import yaml
 
 from mlobs.logs import JsonLinesSink, RotatingFile, configure_logging, flush_logs, get_logger
 from mlobs.settings import Settings, SettingsError
@@ -116,11 +115,9 @@ def test_a_full_disk_loses_file_lines_but_not_stdout_nor_the_caller(capfd):
 
 
 def test_log_files_are_readable_by_filebeats_group_only(tmp_path):
-    """docker-compose.yml gives Filebeat the mlobs group, not the user: the log file and every
-    rotated one are rw-r----- (whatever the umask would allow more of), since raw input may be
-    logged and nobody else should read it."""
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    assert compose["services"]["filebeat"]["group_add"] == ["10001"]
+    """docker-compose.yml gives Filebeat the mlobs group, not the user (test_compose.py checks
+    that group): the log file and every rotated one are rw-r----- (whatever the umask would
+    allow more of), since raw input may be logged and nobody else should read it."""
     path = tmp_path / "inference.log"
     previous_umask = os.umask(0)
     try:
@@ -182,10 +179,10 @@ def test_a_write_cut_short_by_signals_is_finished(monkeypatch):
     sink = JsonLinesSink()  # stdout only
     deadline = time.monotonic() + 10
 
-    def bounded(_sig: int, _frame: object) -> None:  # a write that never ends fails the test
-        if (
-            time.monotonic() > deadline
-        ):  # (not an OSError, which the sink would take as a failed write)
+    def bounded(_sig: int, _frame: object) -> None:
+        # A write that never ends fails the test; not with an OSError, which the sink would
+        # take for a failed write and swallow.
+        if time.monotonic() > deadline:
             raise AssertionError("the lines were not written within 10 s")
 
     previous = signal.signal(signal.SIGUSR1, bounded)

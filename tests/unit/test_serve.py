@@ -238,11 +238,15 @@ def test_an_app_that_cannot_load_ends_the_worker_with_startup_failure_and_says_w
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
+# The README's variables of `python -m mlobs.serve`.
+ADDRESS_VARIABLES = ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS")
+
+
 @pytest.fixture
 def serving_env(monkeypatch, tmp_path, no_multiproc_dir) -> Iterator[Path]:
     """A clean environment for main(): the log file in tmp_path (returned), no MLOBS_HOST, PORT or
     WORKERS, a short drain; uvicorn's logging and the SIGTERM handler are put back afterwards."""
-    for name in ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS", "MLOBS_APP"):
+    for name in (*ADDRESS_VARIABLES, "MLOBS_APP"):
         monkeypatch.delenv(name, raising=False)
     log_file = tmp_path / "inference.log"
     monkeypatch.setenv("MLOBS_LOG_FILE", str(log_file))
@@ -355,7 +359,7 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     (MLOBS_SHUTDOWN_GRACE_SECONDS) a prediction still running is cut off within
     mlobs.serve.CLOSE_SECONDS, so a stuck model cannot keep a stopping server forever; that stop
     is still a clean one (status 0)."""
-    for name in ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS"):
+    for name in ADDRESS_VARIABLES:
         monkeypatch.setenv(name, " ")
     port = free_port()
     held: list[httpx.Response | httpx.TransportError] = []
@@ -416,7 +420,7 @@ ADDRESSES = {
 def test_the_address_and_workers_come_from_the_command_line_then_the_environment(
     monkeypatch, env, options, expected
 ):
-    for name in ("MLOBS_HOST", "MLOBS_PORT", "MLOBS_WORKERS"):
+    for name in ADDRESS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
