@@ -207,3 +207,8 @@ def test_sigterm_drains_predictions_in_flight_then_exits_0(slow_server):
     assert server.service.process.wait(timeout=15) == 0
     events = server.events()
     assert sorted(e["status"] for e in events) == ["shed"] + ["success"] * 6
+    # The operator reads how many predictions the drain waited for, and that it was not cut short.
+    [draining] = log_events(server.log_file, "draining")
+    assert (draining["signal"], draining["in_flight"]) == ("SIGTERM", 6)
+    assert len(log_events(server.log_file, "drained")) == 1
+    assert log_events(server.log_file, "grace_period_over") == []
