@@ -579,16 +579,23 @@ def test_every_container_has_memory_requested_and_limited_as_in_compose():
             assert _memory_bytes(limit) == _memory_bytes(compose["mem_limit"]), describe(obj)
 
 
-def test_kubernetes_waits_as_long_as_compose_for_a_server_to_drain_and_flush():
-    """terminationGracePeriodSeconds is compose's stop_grace_period, which leaves time beyond
+def test_a_terminating_pod_serves_until_routing_forgets_it_then_drains_as_under_compose():
+    """Kubernetes takes a pod out of its Services while it sends SIGTERM, and proxies learn of
+    it a moment later: a preStop sleep (an action of the kubelet, no binary in the image) keeps
+    the server serving meanwhile instead of shedding those requests with 503. The grace period
+    counts the sleep, then compose's stop_grace_period, which leaves time beyond
     MLOBS_SHUTDOWN_GRACE_SECONDS's drain to close connections and flush."""
     pods = _pod_templates(part("model-servers"))
     assert len(pods) == len(SPEC.models)
     for obj, pod in pods:
+        [container] = pod["containers"]
+        assert set(container["lifecycle"]) == {"preStop"}, describe(obj)
+        [(action, sleep)] = container["lifecycle"]["preStop"].items()
+        assert action == "sleep" and sleep["seconds"] >= 3, describe(obj)
         compose = COMPOSE["services"][obj["metadata"]["name"]]
         grace = duration_seconds(compose["stop_grace_period"])
         assert grace > Settings().shutdown_grace_seconds + CLOSE_SECONDS
-        assert pod["terminationGracePeriodSeconds"] == grace, describe(obj)
+        assert pod["terminationGracePeriodSeconds"] == sleep["seconds"] + grace, describe(obj)
 
 
 def test_rolling_updates_never_go_below_the_replicas():

@@ -21,6 +21,13 @@ MODEL_COMPONENT = "model-server"
 # <pod>_<namespace>_<container>-<id>.log), so it is the same for every model.
 MODEL_CONTAINER = "model-server"
 MODEL_REPLICAS = 2
+# Kubernetes sends SIGTERM while it takes the pod out of its Services' EndpointSlices, and
+# kube-proxy and ingress controllers learn of that a moment later: a server that began to drain
+# at once would shed the requests still routed to it with 503. The preStop hook runs before
+# SIGTERM, so the server keeps serving for these seconds; terminationGracePeriodSeconds counts
+# them too. (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination; the
+# `sleep` action needs no binary in the image: KEP-3960, beta and on by default since 1.30.)
+ROUTING_GRACE_SECONDS = 5
 # A synchronous predict runs in up to MLOBS_PREDICT_CONCURRENCY threads and numpy releases the
 # GIL, so a server can use more than one core; raise the limit for heavier models.
 MODEL_CPU_REQUEST, MODEL_CPU_LIMIT = "250m", "2"
@@ -109,15 +116,17 @@ def disruption_budget(name: str, component: str, setup: KubernetesSetup) -> dict
 
 
 def model_server(model: ModelSpec, setup: KubernetesSetup, sources: RepoSources) -> list[dict]:
-    """Deployment, Service and PodDisruptionBudget of one model of the spec. Kubernetes waits as
-    long as compose between SIGTERM and SIGKILL: the drain (MLOBS_SHUTDOWN_GRACE_SECONDS) plus the
-    time to close connections and flush the log lines and drift counts."""
+    """Deployment, Service and PodDisruptionBudget of one model of the spec. A terminating pod
+    keeps serving for ROUTING_GRACE_SECONDS, then Kubernetes waits as long as compose between
+    SIGTERM and SIGKILL: the drain (MLOBS_SHUTDOWN_GRACE_SECONDS) plus the time to close
+    connections and flush the log lines and drift counts."""
     resources = pods.Resources(
         memory=sources.service(model.name).memory,
         cpu_request=MODEL_CPU_REQUEST,
         cpu_limit=MODEL_CPU_LIMIT,
     )
     container = http_container(MODEL_CONTAINER, sources.image(model.name), resources)
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": ROUTING_GRACE_SECONDS}}}
     return [
         deployment(
             model.name,
@@ -126,7 +135,7 @@ def model_server(model: ModelSpec, setup: KubernetesSetup, sources: RepoSources)
             MODEL_REPLICAS,
             setup,
             sources,
-            grace_seconds=sources.stop_grace_seconds(model.name),
+            grace_seconds=ROUTING_GRACE_SECONDS + sources.stop_grace_seconds(model.name),
         ),
         service(model.name, MODEL_COMPONENT, setup),
         disruption_budget(model.name, MODEL_COMPONENT, setup),
