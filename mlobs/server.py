@@ -82,6 +82,7 @@ def _drift_monitor(model: ServedModel, spec: Spec | None, metrics: ModelMetrics)
         options = {
             "psi_threshold": spec.alerts.drift.psi_threshold,
             "window_seconds": duration_seconds(spec.alerts.drift.window),
+            "min_samples": spec.alerts.drift.min_samples,
         }
     monitor = DriftMonitor(model.baseline, **options)
     metrics.attach_drift(monitor)

@@ -27,7 +27,7 @@ from mlobs.drift.files import (
 )
 from mlobs.drift.monitor import DEFAULT_PSI_THRESHOLD
 from mlobs.drift.offline import LogDrift, log_drift
-from mlobs.drift.report import FeatureDrift, drift_json
+from mlobs.drift.report import DriftReport, FeatureDrift, drift_json
 
 PROG = "python -m mlobs.drift"
 _COLUMNS = (
@@ -135,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_PSI_THRESHOLD,
         help=f"PSI above which a feature has drifted (default {DEFAULT_PSI_THRESHOLD})",
     )
+    report.add_argument(
+        "--min-samples",
+        type=_at_least(1),
+        default=1,
+        help="values a feature needs before its PSI counts, as the spec's "
+        "alerts.drift.min_samples (default 1)",
+    )
     report.add_argument("--json", action="store_true", help="the JSON of GET /drift instead")
     report.add_argument("--per-bin", action="store_true", help="also each bin's shares")
     report.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
@@ -199,6 +206,7 @@ def _report(args: argparse.Namespace) -> None:
         baseline,
         args.logs,
         psi_threshold=args.psi_threshold,
+        min_samples=args.min_samples,
         model=args.model,
         model_version=args.model_version,
     )
@@ -229,10 +237,13 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _verdict(feature: FeatureDrift, threshold: float) -> str:
+def _verdict(feature: FeatureDrift, report: DriftReport) -> str:
     if feature.psi is None:
         return "no data"
-    flags = [f"PSI > {threshold:g}"] if feature.exceeds_threshold else []
+    if feature.count < report.min_samples:
+        flags = [f"fewer than {report.min_samples} values"]
+    else:
+        flags = [f"PSI > {report.psi_threshold:g}"] if feature.exceeds_threshold else []
     flags += ["significant"] if feature.significant else []
     return ", ".join(flags) or "-"
 
@@ -264,7 +275,7 @@ def format_report(drift: LogDrift, *, per_bin: bool = False) -> str:
                 _number(f.ks),
                 _number(f.js),
                 _number(f.critical_value),
-                _verdict(f, report.psi_threshold),
+                _verdict(f, report),
             )
         )
     lines += _aligned(rows, right={2, 3, 4, 5, 6, 7, 8})

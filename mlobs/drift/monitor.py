@@ -98,6 +98,7 @@ class DriftMonitor:
         *,
         window_seconds: float = 3600.0,
         psi_threshold: float = DEFAULT_PSI_THRESHOLD,
+        min_samples: int = 1,
         export: DriftExport | None = None,
         batch_size: int = 256,
         max_delay_seconds: float = 1.0,
@@ -106,6 +107,7 @@ class DriftMonitor:
         self.baseline = baseline
         self.window_seconds = window_seconds
         self.psi_threshold = psi_threshold
+        self.min_samples = min_samples
         self.export = export
         self.batch_size = batch_size
         self.max_delay_seconds = max_delay_seconds
@@ -213,4 +215,11 @@ class DriftMonitor:
     def report(self) -> DriftReport:
         """PSI, KS, JS, counts, out-of-range share and significance per feature."""
         counts, outside = self._window()
-        return drift_report(self.baseline, counts, outside, self.window_seconds, self.psi_threshold)
+        return drift_report(
+            self.baseline,
+            counts,
+            outside,
+            self.window_seconds,
+            self.psi_threshold,
+            self.min_samples,
+        )

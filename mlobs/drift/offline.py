@@ -45,10 +45,14 @@ class LogDrift:
 class _Predictions:
     """The counted lines of one model version."""
 
-    def __init__(self, baseline: Baseline, psi_threshold: float) -> None:
+    def __init__(self, baseline: Baseline, psi_threshold: float, min_samples: int) -> None:
         # Never rolls over: the report covers the whole log.
         self.monitor = DriftMonitor(
-            baseline, window_seconds=math.inf, psi_threshold=psi_threshold, batch_size=65_536
+            baseline,
+            window_seconds=math.inf,
+            psi_threshold=psi_threshold,
+            min_samples=min_samples,
+            batch_size=65_536,
         )
         self.count = 0
         self.first: datetime | None = None
@@ -77,6 +81,7 @@ def log_drift(
     paths: Sequence[Path],
     *,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
+    min_samples: int = 1,
     model: str | None = None,
     model_version: str | None = None,
 ) -> LogDrift:
@@ -102,7 +107,7 @@ def log_drift(
         _check_values(features, prediction, path, number)
         when = _timestamp(line.get("timestamp"), path, number)
         if key not in found:
-            found[key] = _Predictions(baseline, psi_threshold)
+            found[key] = _Predictions(baseline, psi_threshold, min_samples)
         found[key].add(features, prediction, when)
     (name, version), predictions = _only(found, paths, model, model_version)
     absent = [feature for feature in baseline.features if feature not in predictions.keys]

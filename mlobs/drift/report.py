@@ -39,7 +39,7 @@ class FeatureDrift:
     js: float | None
     critical_value: float | None
     significant: bool
-    exceeds_threshold: bool
+    exceeds_threshold: bool  # PSI over the threshold on min_samples values or more (the alert)
     bins: list[BinDrift]
 
 
@@ -47,13 +47,22 @@ class FeatureDrift:
 class DriftReport:
     window_seconds: float
     psi_threshold: float
+    min_samples: int  # below this many values PSI is noise: no feature exceeds the threshold
     features: list[FeatureDrift]
 
 
 def feature_drift(
-    feature: FeatureBaseline, counts: np.ndarray, outside: int, psi_threshold: float
+    feature: FeatureBaseline,
+    counts: np.ndarray,
+    outside: int,
+    psi_threshold: float,
+    min_samples: int,
 ) -> FeatureDrift:
-    """Drift of one feature from its live bin counts and out-of-range (or unseen) count."""
+    """Drift of one feature from its live bin counts and out-of-range (or unseen) count.
+
+    It exceeds the threshold as the DataDrift alert sees it: PSI above `psi_threshold` on at
+    least `min_samples` values (missing ones included, as Prometheus counts them).
+    """
     total = int(counts.sum())
     expected = np.asarray(feature.proportions)
     current = counts / total if total else np.zeros_like(counts)
@@ -81,7 +90,7 @@ def feature_drift(
         js=js_from_counts(expected, counts),
         critical_value=critical,
         significant=value > critical,
-        exceeds_threshold=value > psi_threshold,
+        exceeds_threshold=value > psi_threshold and total >= min_samples,
         bins=bins,
     )
 
@@ -92,13 +101,14 @@ def drift_report(
     outside: Mapping[str, int],
     window_seconds: float,
     psi_threshold: float,
+    min_samples: int,
 ) -> DriftReport:
     """The report of every baseline feature, from bin counts and out-of-range counts by feature."""
     features = [
-        feature_drift(f, counts[name], outside[name], psi_threshold)
+        feature_drift(f, counts[name], outside[name], psi_threshold, min_samples)
         for name, f in baseline.features.items()
     ]
-    return DriftReport(window_seconds, psi_threshold, features)
+    return DriftReport(window_seconds, psi_threshold, min_samples, features)
 
 
 def drift_json(model: str, model_version: str, report: DriftReport) -> dict[str, Any]:

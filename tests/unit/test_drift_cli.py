@@ -149,7 +149,10 @@ def test_a_fitted_baseline_is_served_and_the_offline_report_equals_drift(
     elapsed = time.monotonic() - started
 
     log = tmp_path / "inference.log"  # the serve fixture's MLOBS_LOG_FILE
-    code, _, err = _run(capsys, "report", baseline_path, log, "--json", "-o", tmp_path / "r.json")
+    code, _, err = _run(
+        capsys, "report", baseline_path, log, "--json", "-o", tmp_path / "r.json",
+        "--min-samples", str(online["min_samples"]),
+    )  # fmt: skip
     assert (code, err) == (0, "")
     offline = json.loads((tmp_path / "r.json").read_text())
     # Same counts, same statistics; only the window differs: the server's setting vs the log's span.
@@ -888,6 +891,33 @@ def test_the_psi_threshold_decides_which_features_have_drifted(golden, capsys):
     assert exceeds == {"x": False, "y": True, "w": False, "prediction": False}
 
 
+def test_below_min_samples_values_no_feature_has_drifted_as_the_alert_sees_it(golden, capsys):
+    """Every feature of the golden log has 100 values: at a minimum of 100 the verdicts stand,
+    at 101 PSI is noise (the DataDrift rule has no PSI then) and the table says why; a minimum
+    of 0 is a usage error."""
+    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "100")
+    assert (code, out) == (0, GOLDEN_TABLE)
+    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "101")
+    assert code == 0
+    assert {row["feature"]: row["drift"] for row in _text_table(out).values()} == {
+        "x": "fewer than 101 values",
+        "y": "fewer than 101 values, significant",
+        "w": "fewer than 101 values",
+        "prediction": "fewer than 101 values, significant",
+    }
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", *map(str, golden), "--min-samples", "0"])
+    assert exit_.value.code == 2
+    message = "argument --min-samples: 0 is less than 1"
+    assert capsys.readouterr().err.endswith(f"python -m mlobs.drift report: error: {message}\n")
+    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "101", "--json")
+    report = json.loads(out)
+    assert report["min_samples"] == 101
+    assert [(f["exceeds_threshold"], f["psi"] is not None) for f in report["features"]] == [
+        (False, True)
+    ] * 4
+
+
 # The golden log's statistics as /drift's JSON fields, from the table above (4 decimals).
 GOLDEN_FIELDS = {
     # feature: kind, count, missing, out_of_range_share, psi, ks, js, critical_value
@@ -912,19 +942,21 @@ def test_the_json_report_is_the_json_of_drift_pretty_printed(golden, capsys):
     code, out, err = _run(capsys, "report", *golden, "--json")
     assert (code, err) == (0, Y_WARNING)
     # Indented by two, in /drift's key order, one line per value: readable and diffable.
-    assert out.splitlines()[:8] == [
+    assert out.splitlines()[:9] == [
         "{",
         '  "model": "m",',
         '  "model_version": "1",',
         '  "window_seconds": 99.0,',
         '  "psi_threshold": 0.2,',
+        '  "min_samples": 1,',
         '  "features": [',
         "    {",
         '      "feature": "x",',
     ]
     assert out.endswith("\n  ]\n}\n")
     report = json.loads(out)
-    assert list(report) == ["model", "model_version", "window_seconds", "psi_threshold", "features"]
+    keys = ["model", "model_version", "window_seconds", "psi_threshold", "min_samples", "features"]
+    assert list(report) == keys
     names = ["kind", "count", "missing", "out_of_range_share", "psi", "ks", "js", "critical_value"]
     for feature in report["features"]:
         expected = GOLDEN_FIELDS[feature["feature"]]

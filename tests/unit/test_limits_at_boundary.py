@@ -489,22 +489,27 @@ def test_a_value_on_a_bin_edge_goes_to_the_bin_below(serve, anomaly_model, value
 
 # Out of the training range, far enough for a large PSI.
 SHIFTED = {"features": {**ANOMALY_BODY["features"], FEATURE: HIGH + 10.0}}
+SHIFTED_REQUESTS = 20
 
 
 @contextmanager
-def _served_with_psi_threshold(model, log_file: Path, threshold: float) -> Iterator[TestClient]:
-    spec = short_spec({"drift": {"psi_threshold": threshold}})
+def _served_with_drift_test(
+    model, log_file: Path, threshold: float, min_samples: int
+) -> Iterator[TestClient]:
+    spec = short_spec({"drift": {"psi_threshold": threshold, "min_samples": min_samples}})
     app = create_app(model, Settings(log_file=log_file), spec=spec)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
-def _drift_of_shifted_traffic(model, log_file: Path, threshold: float) -> dict[str, Any]:
-    with _served_with_psi_threshold(model, log_file, threshold) as client:
-        for _ in range(20):
+def _drift_of_shifted_traffic(
+    model, log_file: Path, threshold: float, min_samples: int = SHIFTED_REQUESTS
+) -> dict[str, Any]:
+    with _served_with_drift_test(model, log_file, threshold, min_samples) as client:
+        for _ in range(SHIFTED_REQUESTS):
             assert client.post("/predict", json=SHIFTED).status_code == 200
         report = client.get("/drift").json()
-    assert report["psi_threshold"] == threshold
+    assert (report["psi_threshold"], report["min_samples"]) == (threshold, min_samples)
     [feature] = [f for f in report["features"] if f["feature"] == FEATURE]
     return feature
 
@@ -526,6 +531,20 @@ def test_a_psi_equal_to_the_threshold_does_not_exceed_it(
     threshold = {"just under": below, "at": float, "just over": above}[side](shifted_psi)
     feature = _drift_of_shifted_traffic(anomaly_model, log_file, threshold)
     assert feature["psi"] == shifted_psi  # the same traffic, the same PSI
+    assert feature["exceeds_threshold"] is exceeds
+
+
+@pytest.mark.parametrize(
+    ("min_samples", "exceeds"),
+    [(SHIFTED_REQUESTS - 1, True), (SHIFTED_REQUESTS, True), (SHIFTED_REQUESTS + 1, False)],
+)
+def test_drift_on_fewer_values_than_min_samples_does_not_exceed_the_threshold(
+    anomaly_model, log_file, shifted_psi, min_samples, exceeds
+):
+    """The DataDrift rule has no PSI below min_samples values in the window (README);
+    /drift shows the PSI but agrees that it does not count."""
+    feature = _drift_of_shifted_traffic(anomaly_model, log_file, 0.2, min_samples)
+    assert (feature["count"], feature["psi"]) == (SHIFTED_REQUESTS, shifted_psi)
     assert feature["exceeds_threshold"] is exceeds
 
 

@@ -655,6 +655,10 @@ def drift_reports_threshold(g: Generated, value: float) -> None:
     assert g.drift["psi_threshold"] == value
 
 
+def drift_reports_min_samples(g: Generated, value: int) -> None:
+    assert g.drift["min_samples"] == value
+
+
 def drift_reports_window(g: Generated, window: str) -> None:
     assert g.drift["window_seconds"] == _duration(window).total_seconds()
 
@@ -721,7 +725,9 @@ FIELDS: list[Row] = [
         dashboard=all_of(panel_over(DRIFT, "PSI per feature"),
                          panel_over(DRIFT, "Out-of-range share")),
         drift_endpoint=drift_reports_window),
-    Row("alerts.drift.min_samples", rules=psi_needs_samples),
+    Row("alerts.drift.min_samples",
+        rules=psi_needs_samples,
+        drift_endpoint=drift_reports_min_samples),
     Row("alerts.drift.for", rules=held_for(DRIFTED), grafana_alert=grafana_for(DRIFTED)),
     Row("alerts.drift.severity",
         rules=labelled(DRIFTED), grafana_alert=grafana_severity(DRIFTED)),
