@@ -26,10 +26,18 @@ from mutation.results import (
     REPO,
     Mutant,
     changed_line,
-    load_explained,
+    is_survivor,
     load_mutants,
     score,
     surviving,
+)
+from mutation.survivors import (
+    Change,
+    change_of,
+    load_explained,
+    renamed,
+    save_explained,
+    with_names,
 )
 
 MUTMUT = Path(sys.executable).with_name("mutmut")
@@ -98,7 +106,8 @@ def retry_names() -> list[str]:
     """Mutants that survived an earlier run and that survivors.yaml does not explain."""
     if not MUTANTS.is_dir():
         return []
-    return [m.name for m in surviving(load_mutants(), load_explained())]
+    mutants = load_mutants()
+    return [m.name for m in surviving(mutants, load_explained(), survivor_changes(mutants))]
 
 
 def mutmut_diff(mutant: Mutant) -> str:
@@ -116,42 +125,53 @@ def mutmut_diff(mutant: Mutant) -> str:
         os.chdir(old_cwd)
 
 
-def changes(diff: str) -> list[str]:
-    """The removed and added lines of a diff, stripped of indentation: "- old", "+ new"."""
-    return [
-        f"{line[0]} {line[1:].strip()}"[:120]
-        for line in diff.splitlines()
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
+def mutant_change(mutant: Mutant) -> Change:
+    """The lines the mutant removes and adds (none before mutmut has written its copy)."""
+    return change_of(mutmut_diff(mutant))
+
+
+def survivor_changes(mutants: list[Mutant]) -> dict[str, Change]:
+    """Each surviving mutant's change, where mutmut's mutated copy is there to diff."""
+    return {m.name: mutant_change(m) for m in mutants if is_survivor(m)}
+
+
+def update_names(changes: dict[str, Change]) -> None:
+    """Rename survivors.yaml's entries after the mutants they explain now (mutmut renumbered
+    their functions), so the names stay right for a fresh clone's first run."""
+    explained = load_explained()
+    if moved := renamed(explained, changes):
+        save_explained(with_names(explained, moved))
+        print(f">> {len(moved)} entries of survivors.yaml renamed after their mutants: commit it")
 
 
 def report() -> None:
     """Print every unexplained surviving mutant with file:line, the verdicts per file, the score."""
     mutants = load_mutants()
+    changes = survivor_changes(mutants)
+    update_names(changes)
     explained = load_explained()
     print("\nSurviving mutants that survivors.yaml does not explain (file:line, mutant, change):")
-    for mutant in surviving(mutants, explained):
+    for mutant in surviving(mutants, explained, changes):
         diff = mutmut_diff(mutant)
         print(f"  {mutant.source}:{changed_line(mutant, diff)}  {mutant.name}  [{mutant.status}]")
-        for line in changes(diff):
-            print(f"      {line}")
+        for line in change_of(diff):
+            print(f"      {line[:120]}")
     print("\nPer file (killed / checked, equivalent mutants left out):")
     for source in sorted({m.source for m in mutants}):
         of_source = [m for m in mutants if m.source == source]
-        part = score(of_source, explained)
+        part = score(of_source, explained, changes)
         unchecked = f", {part.not_checked} not checked" if part.not_checked else ""
         timed_out = sum(m.timed_out for m in of_source)
         by_timeout = f" ({timed_out} by timeout)" if timed_out else ""
         print(f"  {source}: {part.killed}/{part.killed + part.surviving}{by_timeout}{unchecked}")
-    names = {m.name for m in mutants}
-    stale = sorted(n for n in [*explained.equivalent, *explained.accepted] if n not in names)
-    if stale:
-        # mutmut numbers a function's mutants anew when the function changes.
-        print(f"\nsurvivors.yaml names mutants that no longer exist (check them): {stale}")
-    result = score(mutants, explained)
-    accepted = sum(
-        m.name in explained.accepted and m.status not in ("killed", "not checked") for m in mutants
-    )
+    used = {explained.find(name, change) for name, change in changes.items()}
+    if unused := sorted(set(explained.entries) - used):
+        print(
+            "\nsurvivors.yaml entries that explain no surviving mutant (killed by a newer test, "
+            f"their code changed, or not checked yet): {unused}"
+        )
+    result = score(mutants, explained, changes)
+    accepted = sum(explained.kind(name, c) == "accepted" for name, c in changes.items())
     if timed_out := [m for m in mutants if m.timed_out]:
         # A hang in the tests' own set-up looks the same; a run of timeouts deserves a look.
         print(f"\nKilled by timeout (an endless loop, or a hanging test?): {len(timed_out)}")

@@ -2,26 +2,25 @@
 
 A mutant is killed when a test failed against it, timed out, or the tests' process died by a
 signal; it survives when every selected test passed, or when no test ran its function at all.
-survivors.yaml explains survivors: an `equivalent` mutant behaves exactly like the original code
-and leaves the score's denominator; an `accepted` one changes something no test should pin (say
-why) and still counts as surviving."""
+survivors.yaml explains survivors (mutation/survivors.py): an `equivalent` mutant leaves the
+score's denominator; an `accepted` one still counts as surviving."""
 
 from __future__ import annotations
 
 import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import yaml
 from mutmut.stats import status_by_exit_code
+
+from mutation.survivors import Change, Explained
 
 REPO = Path(__file__).resolve().parent.parent
 MUTANTS = REPO / "mutants"
-SURVIVORS_FILE = Path(__file__).with_name("survivors.yaml")
 
 # mutmut's verdicts (mutmut.stats.status_by_exit_code) folded into what the score needs; a verdict
 # missing here (a new one) counts as surviving.
@@ -82,26 +81,6 @@ def load_mutants(mutants_dir: Path = MUTANTS) -> list[Mutant]:
 
 
 @dataclass(frozen=True)
-class Explained:
-    """Survivors explained in survivors.yaml: mutant name -> why."""
-
-    equivalent: dict[str, str]
-    accepted: dict[str, str]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.equivalent or name in self.accepted
-
-
-def load_explained(path: Path = SURVIVORS_FILE) -> Explained:
-    """survivors.yaml's two lists (empty when the file is missing)."""
-    data = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
-    return Explained(
-        equivalent={k: str(v) for k, v in (data.get("equivalent") or {}).items()},
-        accepted={k: str(v) for k, v in (data.get("accepted") or {}).items()},
-    )
-
-
-@dataclass(frozen=True)
 class Score:
     killed: int
     surviving: int  # survived, no tests or suspicious, not equivalent
@@ -115,13 +94,14 @@ class Score:
         return 100.0 * self.killed / checked if checked else 0.0
 
 
-def score(mutants: list[Mutant], explained: Explained) -> Score:
-    """Count verdicts; a checked equivalent survivor counts nowhere but in `equivalent`."""
+def score(mutants: list[Mutant], explained: Explained, changes: Mapping[str, Change]) -> Score:
+    """Count verdicts; a checked equivalent survivor counts nowhere but in `equivalent`.
+    `changes`: each surviving mutant's change, where known."""
     counts = {"killed": 0, "surviving": 0, "equivalent": 0, "not checked": 0}
     for mutant in mutants:
         if mutant.status in ("killed", "not checked"):
             counts[mutant.status] += 1
-        elif mutant.name in explained.equivalent:
+        elif explained.kind(mutant.name, changes.get(mutant.name, ())) == "equivalent":
             counts["equivalent"] += 1
         else:
             counts["surviving"] += 1
@@ -174,8 +154,16 @@ def changed_line(mutant: Mutant, diff: str) -> int:
     return min(candidates, key=lambda number: abs(number - guess), default=guess)
 
 
-def surviving(mutants: list[Mutant], explained: Explained) -> Iterator[Mutant]:
+def is_survivor(mutant: Mutant) -> bool:
+    """Checked, and no test killed it."""
+    return mutant.status not in ("killed", "not checked")
+
+
+def surviving(
+    mutants: list[Mutant], explained: Explained, changes: Mapping[str, Change]
+) -> Iterator[Mutant]:
     """Checked mutants that no test killed and survivors.yaml does not explain, in source order."""
     for mutant in mutants:
-        if mutant.status not in ("killed", "not checked") and mutant.name not in explained:
+        change = changes.get(mutant.name, ())
+        if is_survivor(mutant) and explained.find(mutant.name, change) is None:
             yield mutant

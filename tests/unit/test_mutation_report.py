@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mutation.results import Explained, Mutant, changed_line, load_mutants, score, surviving
+from mutation.results import Mutant, changed_line, load_mutants, score, surviving
+from mutation.survivors import Entry, Explained
 from tests.conftest import REPO
 
 
@@ -46,16 +47,22 @@ def test_equivalent_mutants_leave_the_score_and_accepted_ones_count_as_surviving
     }
     assert [m.name for m in mutants if m.timed_out] == ["mlobs.spec.x_load_spec__mutmut_2"]
     explained = Explained(
-        equivalent={
-            "mlobs.spec.x_load_spec__mutmut_5": "same output",
-            "mlobs.spec.x_load_spec__mutmut_8": "same output, before the function changed",
-        },
-        accepted={"mlobs.spec.x_load_spec__mutmut_7": "an error message's wording"},
+        {
+            "mlobs.spec.x_load_spec__mutmut_5": Entry("equivalent", "same output", ("- a", "+ b")),
+            "mlobs.spec.x_load_spec__mutmut_8": Entry("equivalent", "before a change", ("- c",)),
+            "mlobs.spec.x_load_spec__mutmut_7": Entry("accepted", "wording", ("- d", "+ e")),
+        }
     )
-    result = score(mutants, explained)
+    changes = {  # what mutmut's copies say each survivor changes
+        "mlobs.spec.x_load_spec__mutmut_3": ("- f", "+ g"),
+        "mlobs.spec.x_load_spec__mutmut_4": ("- h", "+ i"),
+        "mlobs.spec.x_load_spec__mutmut_5": ("- a", "+ b"),
+        "mlobs.spec.x_load_spec__mutmut_7": ("- d", "+ e"),
+    }
+    result = score(mutants, explained, changes)
     assert (result.killed, result.surviving, result.equivalent, result.not_checked) == (3, 3, 1, 2)
     assert result.percent == 50.0
-    assert [m.name for m in surviving(mutants, explained)] == [
+    assert [m.name for m in surviving(mutants, explained, changes)] == [
         "mlobs.spec.x_load_spec__mutmut_3",
         "mlobs.spec.x_load_spec__mutmut_4",
     ]
