@@ -27,6 +27,11 @@ class Prediction:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class InvalidPrediction(ValueError):
+    """The model answered outside the Prediction contract (a confidence that is not a number in
+    [0, 1]): a bug of the model, answered 500 and logged with this as its error_type."""
+
+
 @runtime_checkable
 class ServedModel(Protocol):
     """A model that create_app can serve.

@@ -34,7 +34,7 @@ from mlobs.logs import (
 )
 from mlobs.metrics import ModelMetrics
 from mlobs.middleware import InferenceMiddleware
-from mlobs.model import Prediction, ServedModel
+from mlobs.model import InvalidPrediction, Prediction, ServedModel
 from mlobs.runner import Overloaded, PredictionRunner, PredictionTimeout
 from mlobs.settings import Settings
 from mlobs.shutdown import GracefulShutdown
@@ -54,7 +54,7 @@ def input_hash(payload: BaseModel) -> str:
 def _checked(prediction: Prediction) -> Prediction:
     confidence = prediction.confidence
     if not (isinstance(confidence, (int, float)) and 0.0 <= confidence <= 1.0):
-        raise ValueError(f"model returned confidence {confidence!r}, outside [0, 1]")
+        raise InvalidPrediction(f"model returned confidence {confidence!r}, outside [0, 1]")
     return prediction
 
 

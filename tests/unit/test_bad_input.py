@@ -169,5 +169,5 @@ def test_model_exception_is_a_json_500_counted_and_logged(serve, chatbot_model, 
     events = log_events(log_file)
     assert [e["status"] for e in events] == ["server_error", "server_error", "success"]
     assert events[0]["error_type"] == "ZeroDivisionError" and events[0]["level"] == "error"
-    assert events[1]["error_type"] == "ValueError"
+    assert events[1]["error_type"] == "InvalidPrediction"  # the model's bug, not the input's
     assert "secret user text" not in log_file.read_text()

@@ -324,7 +324,7 @@ def test_a_confidence_outside_0_to_1_is_a_server_error(serve, log_file, confiden
         assert event["status"] == "success" and event["confidence"] == confidence
     else:
         assert response.json()["error"] == "model_error"
-        assert (event["status"], event["error_type"]) == ("server_error", "ValueError")
+        assert (event["status"], event["error_type"]) == ("server_error", "InvalidPrediction")
 
 
 LOW_CONFIDENCE = SPEC["alerts"]["low_confidence"]["confidence_threshold"]
