@@ -23,6 +23,7 @@ import pytest
 from mlobs.drift import Baseline, NumericBins, psi_from_counts
 from mlobs.drift.baseline import FeatureBaseline
 from mlobs.drift.cli import main
+from mlobs.drift.offline import log_drift
 from services.anomaly_detector.data import FEATURES, simulate_normal
 from services.anomaly_detector.model import LABELS, AnomalyDetector
 
@@ -889,6 +890,14 @@ def test_the_psi_threshold_decides_which_features_have_drifted(golden, capsys):
     assert report["psi_threshold"] == 0.55
     exceeds = {f["feature"]: f["exceeds_threshold"] for f in report["features"]}
     assert exceeds == {"x": False, "y": True, "w": False, "prediction": False}
+
+
+def test_the_library_reports_a_log_with_the_clis_defaults(golden):
+    """log_drift, for a team's own scripts: a PSI threshold of 0.2 and no minimum of values, as
+    the command line's defaults."""
+    report = log_drift(Baseline.load(golden[0]), [golden[1]]).report
+    assert (report.psi_threshold, report.min_samples) == (0.2, 1)
+    assert [f.exceeds_threshold for f in report.features] == [False, True, True, False]
 
 
 def test_below_min_samples_values_no_feature_has_drifted_as_the_alert_sees_it(golden, capsys):

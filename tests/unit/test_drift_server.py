@@ -120,13 +120,17 @@ def test_model_without_a_baseline_has_no_drift_report(serve, anomaly_model):
 
 def test_without_a_spec_drift_is_reported_over_the_default_hour(serve, anomaly_model, monkeypatch):
     """A team that copies the library without observability.yaml still gets /drift, over the
-    documented default window of one hour and PSI threshold of 0.2."""
+    documented default window of one hour and PSI threshold of 0.2, with no minimum of values."""
     monkeypatch.setattr("mlobs.server.DEFAULT_SPEC_PATH", Path("/nonexistent/observability.yaml"))
     with serve(anomaly_model) as client:
         for body in _readings(simulate_normal(5, np.random.default_rng(5))):
             assert client.post("/predict", json=body).status_code == 200
         report = client.get("/drift").json()
-    assert (report["window_seconds"], report["psi_threshold"]) == (3600.0, 0.2)
+    assert (report["window_seconds"], report["psi_threshold"], report["min_samples"]) == (
+        3600.0,
+        0.2,
+        1,
+    )
     assert {f["feature"]: f["count"] for f in report["features"]}[FEATURES[0]] == 5
 
 
