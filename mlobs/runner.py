@@ -21,12 +21,12 @@ import contextlib
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any
 
 from pydantic import BaseModel
 
+from mlobs.daemon_threads import DaemonThreadPool
 from mlobs.model import Prediction, ServedModel
 
 
@@ -117,10 +117,10 @@ class PredictionRunner:
         self.inline = self.mode == "inline"
         self.limit = ConcurrencyLimit(concurrency, queue)
         self.timeout = timeout
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadPool | None = None
         if self.mode == "thread":
             # One thread per slot: the limit, not the pool, decides how many run.
-            self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="mlobs-predict")
+            self._executor = DaemonThreadPool(concurrency, "mlobs-predict")
 
     def run_now(self, payload: BaseModel) -> Ran | None:
         """An inline model's prediction, called right here; None for the other modes.
@@ -197,6 +197,7 @@ class PredictionRunner:
             done.exception()  # retrieved: an abandoned prediction's error is not "never retrieved"
 
     def close(self) -> None:
-        """Stop the thread pool; predictions still running finish in their threads."""
+        """Stop the thread pool; predictions still running finish in their threads, which do
+        not keep the process from exiting."""
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

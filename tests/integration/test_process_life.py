@@ -350,6 +350,27 @@ def test_a_second_ctrl_c_stops_without_waiting_for_the_drain(launch):
     assert [(e["signal"], e["in_flight"]) for e in drains] == [("SIGINT", 1)]
 
 
+def test_a_prediction_that_never_returns_does_not_keep_a_stopped_server_alive(launch):
+    """A predict stuck for an hour (a lock, a network call without a timeout): once the drain
+    (MLOBS_SHUTDOWN_GRACE_SECONDS) and the close (CLOSE_SECONDS) are over, the process exits 0
+    on its own instead of waiting for its supervisor's SIGKILL at the end of the grace period."""
+    life = launch(
+        SLOW_MODEL_SECONDS="3600",
+        MLOBS_PREDICT_TIMEOUT_SECONDS="3600",
+        MLOBS_SHUTDOWN_GRACE_SECONDS="1",
+    )
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_post, life.url, HOLD)
+        wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+        life.process.send_signal(signal.SIGTERM)
+        # 1 s of drain and 3 s of close, on a busy machine; compose would kill it after 30 s.
+        assert life.process.wait(timeout=20) == 0
+        answer = held.result(timeout=20)
+    assert not (isinstance(answer, httpx.Response) and answer.status_code == 200), answer
+    [over] = [e for e in life.file_events() if e["message"] == "grace_period_over"]
+    assert (over["grace_seconds"], over["in_flight"]) == (1.0, 1)
+
+
 # A worker's death in multi-worker mode
 
 
