@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -44,26 +45,42 @@ def test_an_idle_thread_takes_the_next_call_instead_of_a_new_thread():
 
 def test_a_calls_result_or_exception_reaches_its_future():
     pool = DaemonThreadPool(2, "work")
-    assert pool.submit(divmod, 7, b=2).exception(TIMEOUT) is not None  # divmod takes no keywords
+    assert pool.submit(int, "ff", base=16).result(TIMEOUT) == 255
     assert pool.submit(divmod, 7, 2).result(TIMEOUT) == (3, 1)
     with pytest.raises(ZeroDivisionError):
         pool.submit(divmod, 7, 0).result(TIMEOUT)
     pool.shutdown()
 
 
-def test_shutdown_cancels_the_calls_not_started_and_takes_no_more():
-    pool = DaemonThreadPool(1, "work")
+def _threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def test_shutdown_cancels_the_calls_not_started_if_asked_and_takes_no_more():
+    pool = DaemonThreadPool(1, "cancelling")
     release = threading.Event()
     running = pool.submit(release.wait, TIMEOUT)
     waiting = pool.submit(lambda: "never")
+    [thread] = _threads("cancelling_0")
     pool.shutdown(wait=False, cancel_futures=True)
     assert waiting.cancelled()
     with pytest.raises(RuntimeError, match=r"^cannot schedule new calls after shutdown$"):
         pool.submit(lambda: "late")
     release.set()
     assert running.result(TIMEOUT) is True  # a running call finishes
-    pool.shutdown()  # waits for the thread, which has stopped
-    assert not [t for t in threading.enumerate() if t.name == "work_0"]
+    thread.join(TIMEOUT)  # and then its thread stops
+    assert not thread.is_alive()
+
+
+def test_by_default_shutdown_lets_the_calls_queued_run_and_waits_for_them():
+    pool = DaemonThreadPool(1, "draining")
+    release = threading.Event()
+    first = pool.submit(release.wait, TIMEOUT)
+    second = pool.submit(time.sleep, 0.2)
+    threading.Timer(0.1, release.set).start()
+    pool.shutdown()
+    assert (first.done(), second.done(), second.cancelled()) == (True, True, False)
+    assert _threads("draining_0") == []
 
 
 NEVER_RETURNS = """
