@@ -1,5 +1,6 @@
 """create_app: one call turns a model object into an observable FastAPI model server."""
 
+import asyncio
 import hashlib
 import traceback
 from collections.abc import AsyncIterator
@@ -180,6 +181,15 @@ def create_app(
             prediction = _checked(ran[0])
         except Overloaded as exc:
             return _shed(record, "overloaded", f"too many predictions at once: {exc}")
+        except asyncio.CancelledError:
+            if not shutdown.draining:
+                raise
+            # A stopping uvicorn cancels the predictions still running CLOSE_SECONDS after the
+            # drain (mlobs.serve): the caller is told to retry elsewhere, as new predictions
+            # are, instead of getting uvicorn's plain-text 500 and a traceback in its log.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            detail = "the server stopped before the prediction ended; retry another replica"
+            return _shed(record, "shutting_down", detail)
         except PredictionTimeout as exc:
             record.failed("timeout", 504)
             return error_response(504, "timeout", str(exc), record.request_id)

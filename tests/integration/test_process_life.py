@@ -366,7 +366,8 @@ def test_a_prediction_that_never_returns_does_not_keep_a_stopped_server_alive(la
         # 1 s of drain and 3 s of close, on a busy machine; compose would kill it after 30 s.
         assert life.process.wait(timeout=20) == 0
         answer = held.result(timeout=20)
-    assert not (isinstance(answer, httpx.Response) and answer.status_code == 200), answer
+    assert isinstance(answer, httpx.Response) and answer.status_code == 503, answer
+    assert answer.json()["error"] == "shutting_down"  # retry another replica
     [over] = [e for e in life.file_events() if e["message"] == "grace_period_over"]
     assert (over["grace_seconds"], over["in_flight"]) == (1.0, 1)
 

@@ -357,8 +357,9 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     """Loopback by default, also when MLOBS_HOST is set but blank (compose passes an unset
     variable as an empty one; an empty host would bind every interface). After the drain
     (MLOBS_SHUTDOWN_GRACE_SECONDS) a prediction still running is cut off within
-    mlobs.serve.CLOSE_SECONDS, so a stuck model cannot keep a stopping server forever; that stop
-    is still a clean one (status 0)."""
+    mlobs.serve.CLOSE_SECONDS, so a stuck model cannot keep a stopping server forever; its caller
+    is told to retry elsewhere, as new predictions are, and that stop is still a clean one
+    (status 0)."""
     for name in ADDRESS_VARIABLES:
         monkeypatch.setenv(name, " ")
     port = free_port()
@@ -385,10 +386,20 @@ def test_main_without_settings_serves_on_127_0_0_1_and_bounds_a_stuck_prediction
     status = _serve_here([f"{THIS}:app", "--port", str(port)], f"http://127.0.0.1:{port}", hold)
     clients[0].join(timeout=90)
     assert status == 0
-    assert len(held) == 1
+    [answer] = held
     # Not the model's answer, which would come only once the test lets the prediction end.
-    assert not (isinstance(held[0], httpx.Response) and held[0].status_code == 200), held[0]
-    assert f"Uvicorn running on http://127.0.0.1:{port}" in capsys.readouterr().err
+    assert isinstance(answer, httpx.Response), answer
+    assert (answer.status_code, answer.headers["retry-after"]) == (503, "1")
+    assert answer.json()["error"] == "shutting_down"
+    err = capsys.readouterr().err
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in err
+    assert "Exception in ASGI application" not in err and "Traceback" not in err, err
+    [event] = log_events(serving_env)
+    assert (event["request_id"], event["status"], event["error_type"]) == (
+        answer.headers["x-request-id"],
+        "shed",
+        "shutting_down",
+    )
     # The operator reads that the drain gave up, after how long, and on how many predictions.
     [over] = log_events(serving_env, "grace_period_over")
     assert (over["level"], over["grace_seconds"], over["in_flight"]) == ("warning", 0.5, 1)
