@@ -75,7 +75,8 @@ class Explained:
         return mutant_name if mutant_name in names else next(iter(names), None)
 
     def kind(self, mutant_name: str, change: Change) -> str | None:
-        """ "equivalent", "accepted", or None for a survivor nothing explains."""
+        """The kind of the entry explaining this survivor ("equivalent" or "accepted"); None
+        if nothing explains it."""
         name = self.find(mutant_name, change)
         return None if name is None else self.entries[name].kind
 
