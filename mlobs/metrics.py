@@ -353,7 +353,6 @@ class ModelMetrics:
     ) -> None:
         self.registry = registry
         self.model = model
-        self.version = version
         label_set = (*labels, OTHER_LABEL)
         request_metrics: LocalRequestMetrics | SharedRequestMetrics
         if multiprocess_dir():

@@ -151,8 +151,6 @@ def create_app(
         },
     )
     app.state.ready = False
-    app.state.metrics = metrics
-    app.state.drift = monitor
     app.state.shutdown = shutdown
     app.add_middleware(
         InferenceMiddleware,
