@@ -24,12 +24,11 @@ from mutation import verdicts
 from mutation.results import (
     MUTANTS,
     REPO,
-    Mutant,
     changed_line,
-    is_survivor,
     load_mutants,
     score,
     surviving,
+    survivor_diffs,
 )
 from mutation.survivors import (
     Change,
@@ -107,32 +106,8 @@ def retry_names() -> list[str]:
     if not MUTANTS.is_dir():
         return []
     mutants = load_mutants()
-    return [m.name for m in surviving(mutants, load_explained(), survivor_changes(mutants))]
-
-
-def mutmut_diff(mutant: Mutant) -> str:
-    """mutmut's diff of the mutated function against the original ("" before mutmut has written
-    the mutated copy, e.g. when only verdicts.json's verdicts are there yet)."""
-    if not (MUTANTS / mutant.source).is_file():
-        return ""
-    from mutmut.mutation.diff_apply import get_diff_for_mutant
-
-    old_cwd = Path.cwd()
-    os.chdir(REPO)  # mutmut reads mutants/ relative to the working directory
-    try:
-        return get_diff_for_mutant(mutant.name, path=mutant.source)
-    finally:
-        os.chdir(old_cwd)
-
-
-def mutant_change(mutant: Mutant) -> Change:
-    """The lines the mutant removes and adds (none before mutmut has written its copy)."""
-    return change_of(mutmut_diff(mutant))
-
-
-def survivor_changes(mutants: list[Mutant]) -> dict[str, Change]:
-    """Each surviving mutant's change, where mutmut's mutated copy is there to diff."""
-    return {m.name: mutant_change(m) for m in mutants if is_survivor(m)}
+    changes = {name: change_of(diff) for name, diff in survivor_diffs(mutants).items()}
+    return [m.name for m in surviving(mutants, load_explained(), changes)]
 
 
 def update_names(changes: dict[str, Change]) -> None:
@@ -147,12 +122,13 @@ def update_names(changes: dict[str, Change]) -> None:
 def report() -> None:
     """Print every unexplained surviving mutant with file:line, the verdicts per file, the score."""
     mutants = load_mutants()
-    changes = survivor_changes(mutants)
+    diffs = survivor_diffs(mutants)
+    changes = {name: change_of(diff) for name, diff in diffs.items()}
     update_names(changes)
     explained = load_explained()
     print("\nSurviving mutants that survivors.yaml does not explain (file:line, mutant, change):")
     for mutant in surviving(mutants, explained, changes):
-        diff = mutmut_diff(mutant)
+        diff = diffs[mutant.name]
         print(f"  {mutant.source}:{changed_line(mutant, diff)}  {mutant.name}  [{mutant.status}]")
         for line in change_of(diff):
             print(f"      {line[:120]}")

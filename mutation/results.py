@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -154,9 +155,29 @@ def changed_line(mutant: Mutant, diff: str) -> int:
     return min(candidates, key=lambda number: abs(number - guess), default=guess)
 
 
+def mutmut_diff(mutant: Mutant) -> str:
+    """mutmut's diff of the mutated function against the original ("" before mutmut has written
+    the mutated copy, e.g. when only verdicts.json's verdicts are there yet)."""
+    if not (MUTANTS / mutant.source).is_file():
+        return ""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    old_cwd = Path.cwd()
+    os.chdir(REPO)  # mutmut reads mutants/ relative to the working directory
+    try:
+        return get_diff_for_mutant(mutant.name, path=mutant.source)
+    finally:
+        os.chdir(old_cwd)
+
+
 def is_survivor(mutant: Mutant) -> bool:
     """Checked, and no test killed it."""
     return mutant.status not in ("killed", "not checked")
+
+
+def survivor_diffs(mutants: list[Mutant]) -> dict[str, str]:
+    """mutmut's diff of each surviving mutant ("" where its mutated copy is not there yet)."""
+    return {m.name: mutmut_diff(m) for m in mutants if is_survivor(m)}
 
 
 def surviving(

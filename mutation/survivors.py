@@ -13,6 +13,7 @@ mutmut has written its mutated copies) does the name decide.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 import yaml
 
 SURVIVORS_FILE = Path(__file__).with_name("survivors.yaml")
+USAGE = "usage: python -m mutation.survivors equivalent|accepted REASON NAME..."
 KINDS = ("equivalent", "accepted")
 # The removed and added lines of a mutant, stripped of indentation: ("- old", "+ new").
 Change = tuple[str, ...]
@@ -102,11 +104,7 @@ def _header(path: Path) -> str:
     if not path.is_file():
         return ""
     lines = path.read_text().splitlines(keepends=True)
-    return "".join(line for line in lines[: _comment_count(lines)])
-
-
-def _comment_count(lines: list[str]) -> int:
-    return next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return "".join(itertools.takewhile(lambda line: line.startswith("#"), lines))
 
 
 def save_explained(explained: Explained, path: Path = SURVIVORS_FILE) -> None:
@@ -157,18 +155,17 @@ def add(explained: Explained, kind: str, reason: str, changes: Mapping[str, Chan
 
 def main(argv: list[str] | None = None) -> int:
     """Add entries for the named mutants, their changes read from mutmut's mutated copies."""
-    from mutation.__main__ import mutant_change  # mutmut's diff needs mutants/
-    from mutation.results import load_mutants
+    from mutation.results import load_mutants, mutmut_diff  # results imports this module
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3:
-        print(__doc__.splitlines()[-1], file=sys.stderr)
+    if len(args) < 3 or args[0] not in KINDS:
+        print(USAGE, file=sys.stderr)
         return 2
     kind, reason, names = args[0], args[1], args[2:]
     by_name = {m.name: m for m in load_mutants()}
     changes: dict[str, Change] = {}
     for name in names:
-        if name not in by_name or not (change := mutant_change(by_name[name])):
+        if name not in by_name or not (change := change_of(mutmut_diff(by_name[name]))):
             print(f"no mutated copy of {name} in mutants/: run `make mutate`", file=sys.stderr)
             return 2
         changes[name] = change

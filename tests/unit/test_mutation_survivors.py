@@ -11,6 +11,7 @@ import pytest
 
 from mutation.survivors import (
     SURVIVORS_FILE,
+    USAGE,
     Entry,
     Explained,
     SurvivorsFileError,
@@ -138,17 +139,28 @@ def test_the_committed_file_gives_every_entry_its_change_and_is_as_save_writes_i
     assert copy.read_text() == SURVIVORS_FILE.read_text()
 
 
-def test_adding_entries_without_mutmuts_copies_says_what_to_run(tmp_path):
-    """A fresh clone has no mutated copies to read a change from: nothing is written."""
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # A fresh clone has no mutated copies to read a change from.
+        (
+            ["accepted", "why", f"{LOAD}1"],
+            f"no mutated copy of {LOAD}1 in mutants/: run `make mutate`",
+        ),
+        (["fine", "why", f"{LOAD}1"], USAGE),
+        (["accepted", f"{LOAD}1"], USAGE),
+    ],
+    ids=["no mutated copy", "unknown kind", "no reason"],
+)
+def test_adding_entries_refuses_what_it_cannot_write_and_writes_nothing(tmp_path, args, message):
     shutil.copytree(REPO / "mutation", tmp_path / "mutation")
     before = (tmp_path / "mutation/survivors.yaml").read_text()
     done = subprocess.run(
-        [sys.executable, "-m", "mutation.survivors", "accepted", "why", f"{LOAD}1"],
+        [sys.executable, "-m", "mutation.survivors", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2
-    assert done.stderr == f"no mutated copy of {LOAD}1 in mutants/: run `make mutate`\n"
+    assert (done.returncode, done.stderr) == (2, message + "\n")
     assert (tmp_path / "mutation/survivors.yaml").read_text() == before
