@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +276,16 @@ def test_what_happened_just_before_sigterm_is_logged_and_counted_and_the_exit_is
     assert _binned_per_feature(_counters_left(prom)) == dict.fromkeys(features, len(ids))
 
 
+@contextmanager
+def _holding(life: Life) -> Iterator[tuple[Future, list[int]]]:
+    """A HOLD prediction sent on its own connection: its future (a response, or the transport
+    error) and the process ids running it, once it runs."""
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_post, life.url, HOLD)
+        pids = wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+        yield held, pids
+
+
 def _post(url: str, body: dict) -> httpx.Response | httpx.TransportError:
     """A prediction on its own connection; a dropped connection is returned, not raised."""
     try:
@@ -299,9 +309,7 @@ def _predict_quick(life: Life) -> None:
 def test_a_prediction_in_flight_when_a_multi_worker_server_stops_completes(launch, whom):
     """Longer than mlobs.serve.CLOSE_SECONDS (3 s): only a drain that waits for it keeps it."""
     life = launch(workers=2, SLOW_MODEL_SECONDS="6")
-    with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(_post, life.url, HOLD)
-        wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+    with _holding(life) as (held, _):
         signalled = time.monotonic()
         if whom == "parent":
             life.process.send_signal(signal.SIGTERM)
@@ -329,9 +337,7 @@ def test_a_second_ctrl_c_stops_without_waiting_for_the_drain(launch):
         MLOBS_PREDICT_TIMEOUT_SECONDS="60",
         MLOBS_SHUTDOWN_GRACE_SECONDS="60",
     )
-    with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(_post, life.url, HOLD)
-        wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+    with _holding(life) as (held, _):
         life.process.send_signal(signal.SIGINT)
 
         def draining() -> bool:
@@ -359,9 +365,7 @@ def test_a_prediction_that_never_returns_does_not_keep_a_stopped_server_alive(la
         MLOBS_PREDICT_TIMEOUT_SECONDS="3600",
         MLOBS_SHUTDOWN_GRACE_SECONDS="1",
     )
-    with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(_post, life.url, HOLD)
-        wait_for("the prediction to start", lambda: life.calls(HOLD["message"]), timeout=30)
+    with _holding(life) as (held, _):
         life.process.send_signal(signal.SIGTERM)
         # 1 s of drain and 3 s of close, on a busy machine; compose would kill it after 30 s.
         assert life.process.wait(timeout=20) == 0
@@ -409,9 +413,7 @@ def killed_worker(tmp_path_factory) -> Iterator[KilledWorker]:
         life = start(workers=2, SLOW_MODEL_SECONDS="30")
         answered = _until_both_workers_answered(life)
         workers = set(life.calls("warmed"))
-        with ThreadPoolExecutor(1) as pool:
-            held = pool.submit(_post, life.url, HOLD)
-            [killed] = wait_for("the prediction to start", lambda: life.calls("hold"), timeout=30)
+        with _holding(life) as (held, [killed]):
             before = life.metrics()
             os.kill(killed, signal.SIGKILL)
             outcome = held.result(timeout=30)

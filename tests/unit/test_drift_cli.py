@@ -875,21 +875,54 @@ def test_the_per_bin_report_adds_each_bins_shares(golden, capsys):
     assert out == GOLDEN_TABLE + GOLDEN_BINS
 
 
-def test_the_psi_threshold_decides_which_features_have_drifted(golden, capsys):
+# Options of `report` -> the text table's drift column on the golden log; --json's
+# exceeds_threshold must agree with it (a feature exceeds when the column says "PSI >").
+DRIFT_TESTS = {
     # 0.55 is between w's PSI (0.5408) and y's (17.7249).
-    code, out, _ = _run(capsys, "report", *golden, "--psi-threshold", "0.55")
+    "a higher PSI threshold": (
+        ["--psi-threshold", "0.55"],
+        {"x": "-", "y": "PSI > 0.55, significant", "w": "-", "prediction": "significant"},
+    ),
+    # Every feature of the golden log has 100 values: at a minimum of 100 the verdicts stand...
+    "min_samples at the count": (
+        ["--min-samples", "100"],
+        {"x": "-", "y": "PSI > 0.2, significant", "w": "PSI > 0.2", "prediction": "significant"},
+    ),
+    # ... at 101 PSI is noise (the DataDrift rule has none then), and the table says why.
+    "min_samples over the count": (
+        ["--min-samples", "101"],
+        {
+            "x": "fewer than 101 values",
+            "y": "fewer than 101 values, significant",
+            "w": "fewer than 101 values",
+            "prediction": "fewer than 101 values, significant",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(("options", "column"), DRIFT_TESTS.values(), ids=DRIFT_TESTS)
+def test_the_threshold_and_minimum_decide_which_features_have_drifted(
+    golden, capsys, options, column
+):
+    code, out, _ = _run(capsys, "report", *golden, *options)
     assert code == 0
-    assert {row["feature"]: row["drift"] for row in _text_table(out).values()} == {
-        "x": "-",
-        "y": "PSI > 0.55, significant",
-        "w": "-",
-        "prediction": "significant",
-    }
-    code, out, _ = _run(capsys, "report", *golden, "--psi-threshold", "0.55", "--json")
+    assert {row["feature"]: row["drift"] for row in _text_table(out).values()} == column
+    code, out, _ = _run(capsys, "report", *golden, *options, "--json")
     report = json.loads(out)
-    assert report["psi_threshold"] == 0.55
+    option, value = options
+    assert report[option.removeprefix("--").replace("-", "_")] == json.loads(value)
     exceeds = {f["feature"]: f["exceeds_threshold"] for f in report["features"]}
-    assert exceeds == {"x": False, "y": True, "w": False, "prediction": False}
+    assert exceeds == {name: cell.startswith("PSI >") for name, cell in column.items()}
+    assert all(f["psi"] is not None for f in report["features"])  # shown, if not counted
+
+
+def test_a_minimum_of_no_values_is_a_usage_error(golden, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", *map(str, golden), "--min-samples", "0"])
+    assert exit_.value.code == 2
+    message = "argument --min-samples: 0 is less than 1"
+    assert capsys.readouterr().err.endswith(f"python -m mlobs.drift report: error: {message}\n")
 
 
 def test_the_library_reports_a_log_with_the_clis_defaults(golden):
@@ -898,33 +931,6 @@ def test_the_library_reports_a_log_with_the_clis_defaults(golden):
     report = log_drift(Baseline.load(golden[0]), [golden[1]]).report
     assert (report.psi_threshold, report.min_samples) == (0.2, 1)
     assert [f.exceeds_threshold for f in report.features] == [False, True, True, False]
-
-
-def test_below_min_samples_values_no_feature_has_drifted_as_the_alert_sees_it(golden, capsys):
-    """Every feature of the golden log has 100 values: at a minimum of 100 the verdicts stand,
-    at 101 PSI is noise (the DataDrift rule has no PSI then) and the table says why; a minimum
-    of 0 is a usage error."""
-    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "100")
-    assert (code, out) == (0, GOLDEN_TABLE)
-    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "101")
-    assert code == 0
-    assert {row["feature"]: row["drift"] for row in _text_table(out).values()} == {
-        "x": "fewer than 101 values",
-        "y": "fewer than 101 values, significant",
-        "w": "fewer than 101 values",
-        "prediction": "fewer than 101 values, significant",
-    }
-    with pytest.raises(SystemExit) as exit_:
-        main(["report", *map(str, golden), "--min-samples", "0"])
-    assert exit_.value.code == 2
-    message = "argument --min-samples: 0 is less than 1"
-    assert capsys.readouterr().err.endswith(f"python -m mlobs.drift report: error: {message}\n")
-    code, out, _ = _run(capsys, "report", *golden, "--min-samples", "101", "--json")
-    report = json.loads(out)
-    assert report["min_samples"] == 101
-    assert [(f["exceeds_threshold"], f["psi"] is not None) for f in report["features"]] == [
-        (False, True)
-    ] * 4
 
 
 # The golden log's statistics as /drift's JSON fields, from the table above (4 decimals).
