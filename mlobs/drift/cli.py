@@ -25,7 +25,7 @@ from mlobs.drift.files import (
     table_format,
     write_atomically,
 )
-from mlobs.drift.monitor import DEFAULT_PSI_THRESHOLD
+from mlobs.drift.monitor import DEFAULT_MIN_SAMPLES, DEFAULT_PSI_THRESHOLD
 from mlobs.drift.offline import LogDrift, log_drift
 from mlobs.drift.report import DriftReport, FeatureDrift, drift_json
 
@@ -138,9 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--min-samples",
         type=_at_least(1),
-        default=1,
+        default=DEFAULT_MIN_SAMPLES,
         help="values a feature needs before its PSI counts, as the spec's "
-        "alerts.drift.min_samples (default 1)",
+        f"alerts.drift.min_samples (default {DEFAULT_MIN_SAMPLES})",
     )
     report.add_argument("--json", action="store_true", help="the JSON of GET /drift instead")
     report.add_argument("--per-bin", action="store_true", help="also each bin's shares")

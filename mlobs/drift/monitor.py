@@ -23,6 +23,7 @@ from mlobs.drift.report import DriftReport, drift_report
 # PSI above which a feature counts as drifted when no spec says otherwise (observability.yaml
 # sets the same 0.2 for the alert).
 DEFAULT_PSI_THRESHOLD = 0.2
+DEFAULT_MIN_SAMPLES = 1  # without a spec's alerts.drift.min_samples: every PSI counts
 
 
 class Incrementable(Protocol):
@@ -98,7 +99,7 @@ class DriftMonitor:
         *,
         window_seconds: float = 3600.0,
         psi_threshold: float = DEFAULT_PSI_THRESHOLD,
-        min_samples: int = 1,
+        min_samples: int = DEFAULT_MIN_SAMPLES,
         export: DriftExport | None = None,
         batch_size: int = 256,
         max_delay_seconds: float = 1.0,

@@ -18,7 +18,7 @@ from typing import Any
 
 from mlobs.drift.baseline import PREDICTION_FEATURE, Baseline
 from mlobs.drift.files import InputError, json_lines
-from mlobs.drift.monitor import DEFAULT_PSI_THRESHOLD, DriftMonitor
+from mlobs.drift.monitor import DEFAULT_MIN_SAMPLES, DEFAULT_PSI_THRESHOLD, DriftMonitor
 from mlobs.drift.report import DriftReport
 
 # mlobs.logs.INFERENCE, the message of the one event per request: a copy, because importing
@@ -81,7 +81,7 @@ def log_drift(
     paths: Sequence[Path],
     *,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
-    min_samples: int = 1,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
     model: str | None = None,
     model_version: str | None = None,
 ) -> LogDrift:
